@@ -1,0 +1,127 @@
+"""Polars backend: a fresh SQLContext per query over lazy scans of the tables it reads.
+
+Polars' SQL can read any file by itself (``read_csv('/x')``) and has no switch to stop it, so
+only validated ASTs reach it, and only the tables a query names are registered.
+Polars has no parameter binding: parameters become typed literal nodes in the AST.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+from sqlglot import exp
+
+from engine.backends.base import DEFAULT_BATCH_ROWS, Backend, Execution, QueryControl
+from engine.catalog import TableSnapshot
+from engine.errors import (
+    ColonnadeError,
+    ColumnNotFound,
+    EngineError,
+    QueryError,
+    SqlSyntaxError,
+    TableNotFound,
+    UnsupportedQuery,
+)
+from engine.sql import ValidatedQuery, bind_literals
+
+_POLL_S = 0.002
+_FLOATS = {exp.DataType.Type.DOUBLE, exp.DataType.Type.FLOAT}
+
+
+def _divide_as_double(node: exp.Expression) -> exp.Expression:
+    """DuckDB's ``/`` always gives DOUBLE; Polars keeps DECIMAL for decimal operands."""
+    if isinstance(node, exp.Div) and not isinstance(node, exp.IntDiv):
+        left = node.this
+        if not (isinstance(left, exp.Cast) and left.to.this in _FLOATS):
+            node.set("this", exp.cast(left.copy(), exp.DataType.build("DOUBLE")))
+    return node
+
+
+def _date_parts_as_bigint(node: exp.Expression) -> exp.Expression:
+    """DuckDB's EXTRACT/YEAR/... give BIGINT; Polars gives Int32."""
+    if isinstance(node, (exp.Extract, exp.Year, exp.Month, exp.Day)) and not isinstance(node.parent, exp.Cast):
+        return exp.cast(node.copy(), exp.DataType.build("BIGINT"))
+    return node
+
+
+def polars_sql(query: ValidatedQuery, params: Sequence[Any]) -> str:
+    """The SQL text Polars runs: DuckDB semantics kept where the two engines differ."""
+    ast = bind_literals(query.ast, params) if params else query.ast.copy()
+    ast = ast.transform(_divide_as_double).transform(_date_parts_as_bigint)
+    body = ast.sql(dialect="duckdb")
+    return f"{query.explain} {body}" if query.explain else body
+
+
+def scan(snap: TableSnapshot) -> pl.LazyFrame:
+    files = list(snap.files)
+    if snap.format == "delta":
+        if not files:
+            return pl.from_arrow(snap.schema.empty_table()).lazy()
+        return pl.scan_delta(snap.uri, version=snap.version)
+    hive = bool(snap.partitions)
+    if snap.format == "parquet":
+        return pl.scan_parquet(files, hive_partitioning=hive, missing_columns="insert")
+    if snap.format == "arrow":
+        return pl.scan_ipc(files, hive_partitioning=hive)
+    if snap.format == "csv":
+        return pl.scan_csv(files, **snap.options)
+    if snap.format == "ndjson":
+        return pl.scan_ndjson(files)
+    raise EngineError(f"table {snap.name}: unsupported format {snap.format!r}")
+
+
+class PolarsBackend(Backend):
+    name = "polars"
+
+    def execute(
+        self,
+        query: ValidatedQuery,
+        params: Sequence[Any],
+        tables: Mapping[str, TableSnapshot],
+        control: QueryControl,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+    ) -> Execution:
+        try:
+            ctx = pl.SQLContext({name: scan(snap) for name, snap in tables.items()})
+            frame = ctx.execute(polars_sql(query, params))
+            schema = frame.collect_schema()  # resolves tables and columns: errors surface here
+        except ColonnadeError:
+            control.finish()
+            raise
+        except Exception as exc:
+            control.finish()
+            raise translate_error(exc) from None
+        arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
+        return Execution(arrow_schema, self._run(frame, control, batch_rows), control, translate_error)
+
+    @staticmethod
+    def _run(frame: pl.LazyFrame, control: QueryControl, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        # collect_batches cannot be stopped, so collect in the background and poll: a timeout
+        # or hang-up then cancels the query. The result is held whole, then streamed.
+        running = frame.collect(background=True)
+        control.on_cancel(running.cancel)
+        while (df := running.fetch()) is None:
+            control.check()
+            time.sleep(_POLL_S)
+        control.check()
+        yield from df.to_arrow().to_batches(max_chunksize=batch_rows)
+
+
+def translate_error(exc: BaseException) -> ColonnadeError:
+    message = str(exc).strip().split("\n\nResolved plan", 1)[0]
+    if isinstance(exc, pl.exceptions.ColumnNotFoundError):
+        return ColumnNotFound(message)
+    if isinstance(exc, pl.exceptions.SQLSyntaxError):
+        return SqlSyntaxError(message)
+    if isinstance(exc, pl.exceptions.SQLInterfaceError):
+        if "not found" in message and "relation" in message:
+            return TableNotFound(message)
+        return UnsupportedQuery(f"Polars cannot run this query: {message}")
+    if isinstance(exc, (pl.exceptions.InvalidOperationError, pl.exceptions.SchemaError,
+                        pl.exceptions.ComputeError, pl.exceptions.DuplicateError)):  # fmt: skip
+        return QueryError(message)
+    return EngineError(f"Polars failed: {message}")

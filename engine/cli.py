@@ -1,0 +1,200 @@
+"""The ``colonnade`` command line. Exit codes: 0 ok, 1 user error (one line on stderr), 2 usage."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine.config import Settings, load_settings
+from engine.errors import ColonnadeError
+
+OUTPUT_FORMATS = ("table", "csv", "json", "ndjson", "parquet", "arrow")
+
+
+def fail(message: str) -> None:
+    click.echo("error: " + " ".join(message.split()), err=True)  # one line, whatever the engine said
+    sys.exit(1)
+
+
+def common(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--data`` and ``--config`` on every command; errors become one line and exit 1."""
+
+    @click.option("--data", "data_dir", type=click.Path(file_okay=False), help="Data directory (default ./data).")
+    @click.option("--config", "config", type=click.Path(dir_okay=False), help="Config file (default ./colonnade.toml).")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, data_dir: str | None, config: str | None, **kwargs: Any) -> Any:
+        try:
+            settings = load_settings(config, overrides={"data": {"dir": data_dir}})
+            return fn(settings, *args, **kwargs)
+        except ColonnadeError as exc:
+            fail(exc.detail)
+        except (OSError, ValueError) as exc:
+            fail(str(exc))
+
+    return wrapper
+
+
+def open_db(settings: Settings, *, create: bool = False):
+    from engine.database import Database
+
+    return Database(settings=settings, create=create)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="colonnade")
+def main() -> None:
+    """Colonnade: SQL over Parquet and Delta tables, in a notebook, a CLI or over HTTP."""
+
+
+@main.command()
+@common
+@click.option("--host", help="Address to bind (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default 8000).")
+@click.option("--workers", type=int, help="Worker processes (default 1).")
+def serve(settings: Settings, host: str | None, port: int | None, workers: int | None) -> None:
+    """Serve the data directory over HTTP."""
+    from api.server import run
+
+    for key, value in (("host", host), ("port", port), ("workers", workers)):
+        if value is not None:
+            setattr(settings.server, key, value)
+    run(settings)
+
+
+@main.command()
+@common
+@click.option("--scale", type=float, default=0.1, show_default=True, help="TPC-H scale factor.")
+def demo(settings: Settings, scale: float) -> None:
+    """Generate the TPC-H demo data set as managed Delta tables."""
+    from engine.demo import TPCH_TABLES, create_demo
+
+    with progress(len(TPCH_TABLES), "generating TPC-H") as advance:
+        summaries = create_demo(settings.data_dir, scale, on_table=lambda s: advance(f"{s.table} ({s.rows:,} rows)"))
+    rows = sum(s.rows for s in summaries)
+    click.echo(f"demo data: {len(summaries)} tables, {rows:,} rows in {settings.data_dir}", err=True)
+
+
+@main.command()
+@common
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--table", required=True, help="Target table name.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "ndjson", "parquet", "arrow"]), help="Input format.")
+@click.option("--partition-by", help="Comma-separated partition columns.")
+@click.option("--mode", type=click.Choice(["append", "overwrite"]), default="append", show_default=True)
+@click.option("--schema-evolution", type=click.Choice(["strict", "add-columns"]), default="strict", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def ingest(settings: Settings, sources: tuple[str, ...], table: str, fmt: str | None, partition_by: str | None,
+           mode: str, schema_evolution: str, as_json: bool) -> None:  # fmt: skip
+    """Ingest files (CSV, NDJSON, Parquet, Arrow IPC) into a managed table, as one commit."""
+    from engine.catalog import Catalog
+    from engine.ingest import ingest as run_ingest
+
+    catalog = Catalog(settings.data_dir, settings.tables, create=True)
+    partitions = [c.strip() for c in partition_by.split(",") if c.strip()] if partition_by else None
+    summary = run_ingest(catalog, list(sources), table, format=fmt, partition_by=partitions, mode=mode,
+                         schema_evolution=schema_evolution)  # fmt: skip
+    click.echo(json.dumps(summary.to_dict()) if as_json else str(summary))
+
+
+@main.command()
+@common
+@click.argument("sql")
+@click.option("--engine", "engine_name", type=click.Choice(["duckdb", "polars"]), default="duckdb", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="table", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
+def query(settings: Settings, sql: str, engine_name: str, fmt: str, output: str | None) -> None:
+    """Run one read-only SQL query."""
+    from engine.formats import encode
+
+    db = open_db(settings)
+    result = db.sql(sql, engine=engine_name)
+    out = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115 - closed below
+    try:
+        if fmt == "table":
+            out.write(render_table(result.arrow()).encode() + b"\n")
+        else:
+            for chunk in encode(fmt, result.schema, result.reader(), elapsed_ms=lambda: result.elapsed_ms):
+                out.write(chunk)
+            if fmt == "json":
+                out.write(b"\n")
+    finally:
+        if output:
+            out.close()
+        else:
+            out.flush()
+    db.close()
+
+
+def render_table(table: Any) -> str:
+    import polars as pl
+
+    frame = pl.from_arrow(table)
+    with pl.Config(tbl_rows=50, tbl_cols=-1, fmt_str_lengths=60, tbl_width_chars=200):
+        return str(frame)
+
+
+@main.command()
+@common
+def tables(settings: Settings) -> None:
+    """List tables."""
+    db = open_db(settings)
+    for name in db.tables():
+        snap = db.table(name)
+        rows = "" if snap.row_count is None else f"{snap.row_count:,} rows"
+        version = "" if snap.version is None else f"v{snap.version}"
+        click.echo(f"{name}\t{snap.kind}\t{version}\t{rows}")
+
+
+@main.command()
+@common
+@click.argument("name")
+def schema(settings: Settings, name: str) -> None:
+    """Show a table's columns and types."""
+    snap = open_db(settings).table(name)
+    for field in snap.schema:
+        part = "\t(partition)" if field.name in snap.partitions else ""
+        click.echo(f"{field.name}\t{field.type}{'' if field.nullable else ' not null'}{part}")
+
+
+@main.command()
+@common
+@click.argument("name")
+def history(settings: Settings, name: str) -> None:
+    """Show the versions of a managed table."""
+    for entry in open_db(settings).history(name):
+        click.echo(f"v{entry['version']}\t{entry['timestamp']}\t{entry['operation']}\trows_added={entry['rows_added']}")
+
+
+class progress:
+    """A progress bar on a terminal (stderr); silent otherwise."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self.total, self.label = total, label
+        self._bar: Any = None
+
+    def __enter__(self) -> Callable[[str], None]:
+        if sys.stderr.isatty():
+            from rich.progress import Progress
+
+            self._bar = Progress(transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=self.total)
+        return self.advance
+
+    def advance(self, note: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, description=f"{self.label}: {note}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""Settings: ``colonnade.toml`` overlaid with ``COLONNADE_<SECTION>_<KEY>`` environment variables.
+
+Defaults are safe: bind to loopback, timeouts and limits on. Unknown keys and wrong types are
+refused with a message naming the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ConfigError
+
+CONFIG_ENV = "COLONNADE_CONFIG"
+DEFAULT_CONFIG_NAME = "colonnade.toml"
+EXTERNAL_FORMATS = ("parquet", "csv", "ndjson", "arrow")
+
+
+@dataclass
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    cors_origins: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DataSettings:
+    dir: str = "data"
+
+
+@dataclass
+class LimitsSettings:
+    query_timeout_s: float = 30.0
+    max_result_rows: int = 100_000
+    max_result_bytes: int = 2 * 1024**3
+    max_concurrent_queries: int = 4
+    max_queued_queries: int = 64
+    # Total engine memory for the whole server ("8GB", "60%"); divided between workers.
+    memory_limit: str = "60%"
+    # Total engine threads for the whole server; 0 means one per core. Divided between workers.
+    engine_threads: int = 0
+    max_sql_bytes: int = 256 * 1024
+    max_nesting_depth: int = 64
+
+
+@dataclass
+class AuthSettings:
+    # None: on when the server binds to a non-loopback address, off otherwise.
+    enabled: bool | None = None
+    tokens: str = ""  # tokens file; default <data_dir>/.colonnade/tokens.json
+
+
+@dataclass
+class CacheSettings:
+    max_bytes: int = 256 * 1024**2
+    ttl_s: float = 300.0
+
+
+@dataclass
+class ExternalTable:
+    name: str
+    uri: str
+    format: str = ""  # inferred from the extension when empty
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    data: DataSettings = field(default_factory=DataSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    tables: list[ExternalTable] = field(default_factory=list)
+    source: Path | None = None  # the file these settings came from, if any
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.data.dir).expanduser().resolve()
+
+    @property
+    def tokens_file(self) -> Path:
+        if self.auth.tokens:
+            return Path(self.auth.tokens).expanduser().resolve()
+        return self.data_dir / ".colonnade" / "tokens.json"
+
+    def auth_enabled(self) -> bool:
+        if self.auth.enabled is not None:
+            return self.auth.enabled
+        return self.server.host not in ("127.0.0.1", "localhost", "::1")
+
+
+SECTIONS: dict[str, type] = {
+    "server": ServerSettings,
+    "data": DataSettings,
+    "limits": LimitsSettings,
+    "auth": AuthSettings,
+    "cache": CacheSettings,
+}
+
+
+def load_settings(
+    path: str | Path | None = None,
+    *,
+    environ: typing.Mapping[str, str] | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> Settings:
+    """Settings from a TOML file (explicit, ``$COLONNADE_CONFIG`` or ``./colonnade.toml``),
+    then environment variables, then ``overrides`` (CLI flags), each layer winning."""
+    env = os.environ if environ is None else environ
+    source = _config_path(path, env)
+    raw: dict[str, Any] = {}
+    if source is not None:
+        try:
+            raw = tomllib.loads(source.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: not valid TOML ({exc})") from None
+    settings = Settings(source=source)
+    for key, value in raw.items():
+        if key == "tables":
+            settings.tables = _external_tables(value)
+        elif key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{key}] must be a table of settings")
+            for name, item in value.items():
+                _assign(settings, key, name, item, from_env=False)
+        else:
+            raise ConfigError(f"unknown config section [{key}] (known: {', '.join(SECTIONS)}, tables)")
+    for var, value in env.items():
+        if var.startswith("COLONNADE_") and var != CONFIG_ENV:
+            section, _, name = var[len("COLONNADE_") :].lower().partition("_")
+            if section in SECTIONS:
+                _assign(settings, section, name, value, from_env=True)
+    for section, values in (overrides or {}).items():
+        for name, value in values.items():
+            if value is not None:
+                _assign(settings, section, name, value, from_env=False)
+    return settings
+
+
+def _config_path(path: str | Path | None, env: typing.Mapping[str, str]) -> Path | None:
+    if path is None and env.get(CONFIG_ENV):
+        path = env[CONFIG_ENV]
+    if path is not None:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        return p
+    default = Path(DEFAULT_CONFIG_NAME)
+    return default if default.is_file() else None
+
+
+def _assign(settings: Settings, section: str, name: str, value: Any, *, from_env: bool) -> None:
+    target = getattr(settings, section)
+    hints = typing.get_type_hints(type(target))
+    if name not in hints:
+        known = ", ".join(f.name for f in dataclasses.fields(target))
+        raise ConfigError(f"unknown config key {section}.{name} (known: {known})")
+    expected = hints[name]
+    if from_env:
+        value = _parse_env(value, expected, f"COLONNADE_{section.upper()}_{name.upper()}")
+    setattr(target, name, _check_type(value, expected, f"{section}.{name}"))
+
+
+def _check_type(value: Any, expected: Any, where: str) -> Any:
+    origin = typing.get_origin(expected)
+    allowed = typing.get_args(expected) if origin in (typing.Union, types.UnionType) else (expected,)
+    for option in allowed:
+        if option is type(None) and value is None:
+            return None
+        base = typing.get_origin(option) or option
+        if base is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if base is int and isinstance(value, bool):
+            continue
+        if isinstance(base, type) and isinstance(value, base):
+            return value
+    names = " or ".join(getattr(a, "__name__", str(a)) for a in allowed)
+    raise ConfigError(f"config key {where} must be {names}, got {type(value).__name__} {value!r}")
+
+
+def _parse_env(text: str, expected: Any, var: str) -> Any:
+    options = [a for a in (typing.get_args(expected) or (expected,)) if a is not type(None)]
+    base = typing.get_origin(options[0]) or options[0]
+    try:
+        if base is bool:
+            lowered = text.strip().lower()
+            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(text)
+            return lowered in ("1", "true", "yes", "on")
+        if base is int:
+            return int(text)
+        if base is float:
+            return float(text)
+        if base is list:
+            return [item.strip() for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise ConfigError(f"{var}={text!r} is not a valid {base.__name__}") from None
+    return text
+
+
+def _external_tables(value: Any) -> list[ExternalTable]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError("[[tables]] must be an array of tables")
+    out = []
+    hints = typing.get_type_hints(ExternalTable)
+    for i, entry in enumerate(value):
+        unknown = set(entry) - set(hints)
+        if unknown:
+            raise ConfigError(f"unknown key(s) in [[tables]] #{i + 1}: {', '.join(sorted(unknown))}")
+        for required in ("name", "uri"):
+            if required not in entry:
+                raise ConfigError(f"[[tables]] #{i + 1} needs '{required}'")
+        checked = {k: _check_type(v, hints[k], f"tables[{i}].{k}") for k, v in entry.items()}
+        table = ExternalTable(**checked)
+        if table.format and table.format not in EXTERNAL_FORMATS:
+            raise ConfigError(
+                f"table {table.name}: unknown format {table.format!r} (known: {', '.join(EXTERNAL_FORMATS)})"
+            )
+        out.append(table)
+    return out

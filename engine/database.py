@@ -1,0 +1,156 @@
+"""``Database``: a data directory opened for queries and ingestion — the notebook's ``db``.
+
+It owns the catalog and one instance of each engine backend, and runs the query path:
+validate (sqlglot) → pin table versions (catalog) → execute (backend) → ``Result``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from engine.backends.base import Backend, QueryControl
+from engine.catalog import Catalog, TableSnapshot
+from engine.config import Settings, load_settings
+from engine.errors import ConfigError, InvalidRequest
+from engine.result import Result
+from engine.sql import ValidatedQuery, validate
+
+ENGINES = ("duckdb", "polars")
+
+
+def total_memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def parse_size(text: str, *, total: int | None = None) -> int:
+    """'60%' (of ``total``, default RAM), '8GB', '512MiB', '1000000' → bytes."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(%|[KMGT]i?B|B)?\s*", str(text), re.I)
+    if not m:
+        raise ConfigError(f"{text!r} is not a size (examples: 60%, 8GB, 512MiB)")
+    number, unit = float(m.group(1)), (m.group(2) or "B").upper()
+    if unit == "%":
+        return int((total if total is not None else total_memory_bytes()) * number / 100)
+    powers = {"B": 0, "K": 1, "M": 2, "G": 3, "T": 4}
+    base = 1024 if "I" in unit else 1000
+    return int(number * base ** powers[unit[0]])
+
+
+def engine_resources(settings: Settings) -> tuple[int, int]:
+    """(threads, memory bytes) for the engines of ONE worker process: the configured totals
+    divided between workers, so N workers never oversubscribe the machine."""
+    workers = max(1, settings.server.workers)
+    threads = settings.limits.engine_threads or os.cpu_count() or 2
+    memory = parse_size(settings.limits.memory_limit)
+    return max(1, threads // workers), max(64 * 1024**2, memory // workers)
+
+
+class Database:
+    def __init__(self, data_dir: str | Path | None = None, *, settings: Settings | None = None, create: bool = False):
+        self.settings = settings if settings is not None else load_settings()
+        if data_dir is not None:
+            self.settings.data.dir = str(data_dir)
+        self.catalog = Catalog(self.settings.data_dir, self.settings.tables, create=create)
+        self.threads, self.memory_bytes = engine_resources(self.settings)
+        os.environ.setdefault("POLARS_MAX_THREADS", str(self.threads))  # read once, at import
+        self._backends: dict[str, Backend] = {}
+        self._lock = threading.Lock()
+
+    # -- catalog ---------------------------------------------------------------------------
+
+    def tables(self) -> list[str]:
+        return self.catalog.names()
+
+    def table(self, name: str) -> TableSnapshot:
+        return self.catalog.get(name)
+
+    def schema(self, name: str) -> pa.Schema:
+        return self.catalog.get(name).schema
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def backend(self, engine: str) -> Backend:
+        if engine not in ENGINES:
+            raise InvalidRequest(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
+        with self._lock:
+            if engine not in self._backends:
+                self._backends[engine] = self._make_backend(engine)
+            return self._backends[engine]
+
+    def _make_backend(self, engine: str) -> Backend:
+        if engine == "duckdb":
+            from engine.backends.duckdb import DuckDBBackend
+
+            return DuckDBBackend(
+                self.catalog.allowed_directories(),
+                threads=max(2, self.threads),  # at 1 thread DuckDB fights the GIL (FACTS §4)
+                memory_limit=f"{self.memory_bytes // 1024**2}MB",
+                temp_dir=self.catalog.data_dir / ".colonnade" / "spill",
+            )
+        from engine.backends.polars import PolarsBackend
+
+        return PolarsBackend()
+
+    def validate(self, sql: str) -> ValidatedQuery:
+        limits = self.settings.limits
+        return validate(sql, self.catalog.resolve, max_bytes=limits.max_sql_bytes, max_depth=limits.max_nesting_depth)
+
+    def execute(
+        self,
+        sql: str | ValidatedQuery,
+        params: Sequence[Any] | None = None,
+        *,
+        engine: str = "duckdb",
+        timeout_s: float | None = None,
+        batch_rows: int | None = None,
+    ) -> Result:
+        """Start a query and return its streaming ``Result``."""
+        started = time.perf_counter()
+        query = sql if isinstance(sql, ValidatedQuery) else self.validate(sql)
+        bound = query.check_params(params)
+        backend = self.backend(engine)
+        tables = self.catalog.snapshot(query.tables)
+        control = QueryControl(self.settings.limits.query_timeout_s if timeout_s is None else timeout_s)
+        kwargs = {"batch_rows": batch_rows} if batch_rows else {}
+        execution = backend.execute(query, bound, tables, control, **kwargs)
+        return Result(execution.schema, execution, engine=engine, sql=query.text, cancel=execution.cancel, started=started)
+
+    def sql(self, sql: str, params: Sequence[Any] | None = None, engine: str = "duckdb", timeout_s: float | None = None) -> Result:
+        """Run one read-only query (the notebook entry point)."""
+        return self.execute(sql, params, engine=engine, timeout_s=timeout_s)
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def ingest(self, source: Any, table: str, **options: Any) -> Any:
+        """Write ``source`` (paths, a pyarrow Table/reader, a Polars or pandas frame) into a
+        managed table as one Delta commit; see ``engine.ingest.ingest``."""
+        from engine.ingest import ingest
+
+        return ingest(self.catalog, source, table, **options)
+
+    def history(self, table: str) -> list[dict[str, Any]]:
+        from engine.storage import history
+
+        return history(self.catalog, table)
+
+    def close(self) -> None:
+        with self._lock:
+            for backend in self._backends.values():
+                backend.close()
+            self._backends.clear()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<colonnade.Database {self.catalog.data_dir}>"

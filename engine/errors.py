@@ -1,0 +1,222 @@
+"""One error hierarchy for the whole product.
+
+Every error carries a stable machine ``code`` and the HTTP ``status`` it maps to, so the API
+turns any of them into RFC 9457 problem+json in one place and the remote client can turn the
+problem back into the same class.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ColonnadeError(Exception):
+    """Base of every error Colonnade raises on purpose."""
+
+    code: ClassVar[str] = "error"
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Colonnade error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = {k: v for k, v in extra.items() if v is not None}
+
+    def to_problem(self) -> dict[str, Any]:
+        """The RFC 9457 body for this error."""
+        return {
+            "type": f"https://colonnade.dev/errors/{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+            **self.extra,
+        }
+
+
+# --- configuration and storage -----------------------------------------------------------
+
+
+class ConfigError(ColonnadeError):
+    code = "config_invalid"
+    status = 500
+    title = "Invalid configuration"
+
+
+class DataDirError(ColonnadeError):
+    code = "data_dir_invalid"
+    status = 500
+    title = "Invalid data directory"
+
+
+class InvalidTableName(ColonnadeError):
+    code = "invalid_table_name"
+    status = 400
+    title = "Invalid table name"
+
+
+class TableNotFound(ColonnadeError):
+    code = "table_not_found"
+    status = 400
+    title = "Table not found"
+
+
+class TableReadOnly(ColonnadeError):
+    code = "table_read_only"
+    status = 409
+    title = "Table is read-only"
+
+
+class IngestError(ColonnadeError):
+    code = "ingest_failed"
+    status = 400
+    title = "Ingestion failed"
+
+
+class SchemaMismatch(IngestError):
+    code = "schema_mismatch"
+    title = "Schema mismatch"
+
+
+class ConcurrentWrite(IngestError):
+    code = "concurrent_write"
+    status = 409
+    title = "Concurrent write"
+
+
+# --- queries -----------------------------------------------------------------------------
+
+
+class QueryError(ColonnadeError):
+    """A query the client sent cannot run as written."""
+
+    code = "query_error"
+    status = 400
+    title = "Query error"
+
+
+class SqlSyntaxError(QueryError):
+    code = "sql_syntax"
+    title = "SQL syntax error"
+
+
+class StatementNotAllowed(QueryError):
+    code = "statement_not_allowed"
+    status = 403
+    title = "Statement not allowed"
+
+
+class ColumnNotFound(QueryError):
+    code = "column_not_found"
+    title = "Column not found"
+
+
+class InvalidParameters(QueryError):
+    code = "invalid_parameters"
+    title = "Invalid query parameters"
+
+
+class UnsupportedQuery(QueryError):
+    code = "unsupported_query"
+    title = "Not supported by this engine"
+
+
+class QueryTooLarge(QueryError):
+    code = "query_too_large"
+    status = 413
+    title = "Query too large"
+
+
+class QueryTooComplex(QueryError):
+    code = "query_too_complex"
+    title = "Query too complex"
+
+
+class InvalidRequest(QueryError):
+    """A malformed request around the query (bad format, filter, limit...)."""
+
+    code = "invalid_request"
+    title = "Invalid request"
+
+
+class NotAcceptable(QueryError):
+    code = "not_acceptable"
+    status = 406
+    title = "Not acceptable"
+
+
+class QueryTimeout(QueryError):
+    code = "query_timeout"
+    status = 504
+    title = "Query timed out"
+
+
+class QueryCancelled(QueryError):
+    code = "query_cancelled"
+    status = 499
+    title = "Query cancelled"
+
+
+class ResultTooLarge(QueryError):
+    code = "result_too_large"
+    status = 413
+    title = "Result too large"
+
+
+class ResourceExhausted(ColonnadeError):
+    code = "resource_exhausted"
+    status = 503
+    title = "Engine out of memory"
+
+
+class Overloaded(ColonnadeError):
+    code = "overloaded"
+    status = 429
+    title = "Too many queries"
+
+
+class Unauthorized(ColonnadeError):
+    code = "unauthorized"
+    status = 401
+    title = "Unauthorized"
+
+
+class Forbidden(ColonnadeError):
+    code = "forbidden"
+    status = 403
+    title = "Forbidden"
+
+
+class NotFound(ColonnadeError):
+    code = "not_found"
+    status = 404
+    title = "Not found"
+
+
+class EngineError(ColonnadeError):
+    """The engine failed in a way that is not the client's fault."""
+
+    code = "engine_error"
+    status = 500
+    title = "Engine error"
+
+
+def _all_subclasses(cls: type[ColonnadeError]) -> list[type[ColonnadeError]]:
+    out = []
+    for sub in cls.__subclasses__():
+        out.append(sub)
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+ERRORS_BY_CODE: dict[str, type[ColonnadeError]] = {
+    cls.code: cls for cls in [ColonnadeError, *_all_subclasses(ColonnadeError)]
+}
+
+
+def from_problem(problem: dict[str, Any]) -> ColonnadeError:
+    """Rebuild the exception a server raised from its problem+json body."""
+    cls = ERRORS_BY_CODE.get(str(problem.get("code")), ColonnadeError)
+    known = {"type", "title", "status", "detail", "code"}
+    extra = {k: v for k, v in problem.items() if k not in known}
+    return cls(str(problem.get("detail", "")), **extra)
