@@ -17,9 +17,11 @@ class ColonnadeError(Exception):
     status: ClassVar[int] = 500
     title: ClassVar[str] = "Colonnade error"
 
-    def __init__(self, detail: str, **extra: Any) -> None:
+    def __init__(self, detail: str, *, status: int | None = None, **extra: Any) -> None:
         super().__init__(detail)
         self.detail = detail
+        if status is not None:  # the same error can mean another status on another route
+            self.status = status  # type: ignore[misc]
         self.extra = {k: v for k, v in extra.items() if v is not None}
 
     def to_problem(self) -> dict[str, Any]:

@@ -35,6 +35,7 @@ class Result:
         self.engine = engine
         self.sql = sql
         self._batches: Iterable[pa.RecordBatch] | None = batches
+        self._source = batches  # kept to close it, even after a reader took the stream
         self._cancel = cancel
         self._table: pa.Table | None = None
         self._started = time.perf_counter() if started is None else started
@@ -87,14 +88,19 @@ class Result:
     def columns(self) -> list[str]:
         return list(self.schema.names)
 
-    def close(self) -> None:
-        """Stop the query if it is still running."""
-        if self._batches is not None:
+    def cancel(self) -> None:
+        """Interrupt the engine; safe from any thread, even while another thread reads."""
+        if self._finished is None:
             self._cancel()
-            close = getattr(self._batches, "close", None)
-            if close is not None:
-                close()
-            self._batches = None
+
+    def close(self) -> None:
+        """Stop the query if it is still running and release its engine handle.
+        Call it from the thread that reads the stream (or when no thread does)."""
+        self.cancel()
+        close = getattr(self._source, "close", None)
+        if close is not None:
+            close()
+        self._batches = None
 
     def __enter__(self) -> Result:
         return self

@@ -205,22 +205,29 @@ def _resolve_tables(root: exp.Expression, resolve_table: Callable[[str], str]) -
 
 
 def _is_cte_reference(table: exp.Table) -> bool:
-    """True when ``table`` names a CTE visible at its position (lexical scoping)."""
+    """True when ``table`` names a CTE visible at its position (lexical scoping).
+
+    A CTE sees the CTEs defined before it (and itself when the WITH is RECURSIVE); the query
+    body sees them all; a reference outside the query that owns the WITH sees none of them.
+    """
     name = table.name.lower()
-    child: exp.Expression = table
-    parent = table.parent
-    while parent is not None:
-        with_ = parent.args.get("with") if isinstance(parent, exp.Query) else None
+    node: exp.Expression = table
+    inside: exp.CTE | None = None  # the CTE whose body we are climbing out of, if any
+    while node.parent is not None:
+        if isinstance(node, exp.CTE):
+            inside = node
+        node = node.parent
+        if not isinstance(node, exp.Query):
+            continue
+        with_ = node.args.get("with_")
         if isinstance(with_, exp.With):
             ctes = list(with_.expressions)
-            inside = next((i for i, cte in enumerate(ctes) if cte is child), None)
-            visible = ctes if inside is None else ctes[: inside + (1 if with_.args.get("recursive") else 0)]
-            if any(cte.alias.lower() == name for cte in visible):
+            position = next((i for i, cte in enumerate(ctes) if cte is inside), None)
+            if position is not None:
+                ctes = ctes[: position + (1 if with_.args.get("recursive") else 0)]
+            if any(cte.alias.lower() == name for cte in ctes):
                 return True
-        child, parent = parent, parent.parent
-        if isinstance(child, exp.With):
-            # the CTE list itself: `child` was the With; remember which CTE we came from
-            pass
+        inside = None
     return False
 
 
@@ -251,7 +258,9 @@ def bind_literals(ast: exp.Expression, params: Sequence[Any]) -> exp.Expression:
             return exp.Null()
         if isinstance(value, bool):
             return exp.Boolean(this=value)
-        if isinstance(value, (int, float)):
+        if isinstance(value, float):  # a bare 1.5 would be DECIMAL; DuckDB binds a float as DOUBLE
+            return exp.cast(exp.Literal.string(repr(value)), exp.DataType.build("DOUBLE"))
+        if isinstance(value, int):
             return exp.Literal.number(repr(value))
         return exp.Literal.string(value)
 

@@ -48,11 +48,24 @@ def _date_parts_as_bigint(node: exp.Expression) -> exp.Expression:
     return node
 
 
+def _interval_arithmetic_as_timestamp(node: exp.Expression) -> exp.Expression:
+    """DuckDB's ``date ± INTERVAL`` gives TIMESTAMP; Polars keeps DATE."""
+    if (
+        isinstance(node, (exp.Add, exp.Sub))
+        and isinstance(node.expression, exp.Interval)
+        and not isinstance(node.parent, exp.Cast)
+    ):
+        return exp.cast(node.copy(), exp.DataType.build("TIMESTAMP"))
+    return node
+
+
 def polars_sql(query: ValidatedQuery, params: Sequence[Any]) -> str:
     """The SQL text Polars runs: DuckDB semantics kept where the two engines differ."""
     ast = bind_literals(query.ast, params) if params else query.ast.copy()
-    ast = ast.transform(_divide_as_double).transform(_date_parts_as_bigint)
-    body = ast.sql(dialect="duckdb")
+    ast = ast.transform(_divide_as_double).transform(_date_parts_as_bigint).transform(_interval_arithmetic_as_timestamp)
+    # Quote every identifier: Polars' parser takes words like TOP as keywords, and it matches
+    # names case-sensitively whether quoted or not, so quoting changes nothing else.
+    body = ast.sql(dialect="duckdb", identify=True)
     return f"{query.explain} {body}" if query.explain else body
 
 
@@ -72,6 +85,23 @@ def scan(snap: TableSnapshot) -> pl.LazyFrame:
     if snap.format == "ndjson":
         return pl.scan_ndjson(files)
     raise EngineError(f"table {snap.name}: unsupported format {snap.format!r}")
+
+
+def _regular(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+        return pa.binary()
+    if pa.types.is_large_list(t) or pa.types.is_list(t):
+        return pa.list_(_regular(t.value_type))
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, _regular(f.type), f.nullable) for f in t])
+    return t
+
+
+def regular_schema(schema: pa.Schema) -> pa.Schema:
+    """Polars hands out large/view string types; DuckDB and clients expect the regular ones."""
+    return pa.schema([pa.field(f.name, _regular(f.type), f.nullable) for f in schema])
 
 
 class PolarsBackend(Backend):
@@ -95,7 +125,7 @@ class PolarsBackend(Backend):
         except Exception as exc:
             control.finish()
             raise translate_error(exc) from None
-        arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
+        arrow_schema = regular_schema(pl.DataFrame(schema=schema).to_arrow().schema)
         return Execution(arrow_schema, self._run(frame, control, batch_rows), control, translate_error)
 
     @staticmethod
@@ -108,7 +138,8 @@ class PolarsBackend(Backend):
             control.check()
             time.sleep(_POLL_S)
         control.check()
-        yield from df.to_arrow().to_batches(max_chunksize=batch_rows)
+        table = df.to_arrow()
+        yield from table.cast(regular_schema(table.schema)).to_batches(max_chunksize=batch_rows)
 
 
 def translate_error(exc: BaseException) -> ColonnadeError:

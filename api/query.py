@@ -1,0 +1,246 @@
+"""Running queries for HTTP: admission control, a bounded engine pool, streaming, the cache.
+
+The event loop never runs engine or encoding work. A query takes a slot (at most
+``max_concurrent_queries`` per worker, ``max_queued_queries`` waiting, then 429); the engine
+starts in the pool and the first chunk is produced there, so errors before any byte is sent
+become proper problem+json statuses. The rest streams one chunk per pool hop. A client that
+goes away — while the query computes or mid-stream — interrupts the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+from litestar import Request, Response
+from litestar.response import Stream
+
+from api.cache import ResultCache, cache_key, etag_for
+from engine.database import ENGINES, Database
+from engine.errors import InvalidRequest, Overloaded, QueryCancelled
+from engine.formats import MEDIA_TYPES, encode
+from engine.result import Result
+from engine.sql import ValidatedQuery
+
+ELAPSED_HEADER = "X-Colonnade-Elapsed-Ms"
+
+
+@dataclass
+class QueryRequest:
+    sql: str
+    params: Sequence[Any] | None
+    engine: str
+    fmt: str
+    timeout_s: float | None
+    cacheable: bool  # GETs: ETag + 304; all: the result cache
+
+
+class QueryService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        limits = db.settings.limits
+        self.max_concurrent = max(1, limits.max_concurrent_queries)
+        self.max_queued = max(0, limits.max_queued_queries)
+        self.pool = ThreadPoolExecutor(self.max_concurrent + 2, thread_name_prefix="colonnade-query")
+        self.cache = ResultCache(db.settings.cache.max_bytes, db.settings.cache.ttl_s)
+        self._slots = asyncio.Semaphore(self.max_concurrent)
+        self._waiting = 0
+        self.loop: asyncio.AbstractEventLoop | None = None  # set at startup
+
+    def bind_loop(self) -> None:
+        self.loop = asyncio.get_running_loop()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    async def run_blocking(self, fn: Any, *args: Any) -> Any:
+        """Cheap blocking work (validation, catalog reads) off the loop, outside query slots."""
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    # -- the request path ------------------------------------------------------------------
+
+    async def respond(self, request: Request, q: QueryRequest) -> Response:
+        started = time.perf_counter()
+        query, key = await self.run_blocking(self._prepare, q)
+        etag = etag_for(key)
+        if q.cacheable and etag in _if_none_match(request):
+            return Response(b"", status_code=304, headers={"ETag": etag})
+        if (hit := self.cache.get(key)) is not None:
+            headers = {ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}", "X-Colonnade-Cache": "hit"}
+            if q.cacheable:
+                headers["ETag"] = etag
+            return Response(hit.body, media_type=hit.media_type, headers=headers)
+        await self._acquire_slot()
+        stream = await self._start(request, query, q)
+        headers = {ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}", "X-Colonnade-Cache": "miss"}
+        if q.cacheable:
+            headers["ETag"] = etag
+        return Stream(self._relay(stream, key), media_type=MEDIA_TYPES[q.fmt], headers=headers)
+
+    def _prepare(self, q: QueryRequest) -> tuple[ValidatedQuery, str]:
+        if q.engine not in ENGINES:
+            raise InvalidRequest(f"unknown engine {q.engine!r} (choose from {', '.join(ENGINES)})")
+        query = self.db.validate(q.sql)
+        params = query.check_params(q.params)
+        versions = {name: snap.fingerprint for name, snap in self.db.catalog.snapshot(query.tables).items()}
+        limits = self.db.settings.limits
+        key = cache_key(query.normalized, q.engine, params, q.fmt, sorted(versions.items()),
+                        limits.max_result_rows, limits.max_result_bytes)  # fmt: skip
+        return query, key
+
+    async def _acquire_slot(self) -> None:
+        if self._slots.locked() and self._waiting >= self.max_queued:
+            raise Overloaded(
+                f"{self.max_concurrent} queries are running and {self._waiting} are waiting; try again shortly",
+                retry_after=1,
+            )
+        self._waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+
+    async def _start(self, request: Request, query: ValidatedQuery, q: QueryRequest) -> _RunningStream:
+        """Start the engine and produce the first chunk in the pool, watching for hang-ups.
+        From here on the slot is released by ``_RunningStream.cleanup``, whatever happens."""
+        limits = self.db.settings.limits
+        timeout = limits.query_timeout_s if q.timeout_s is None else min(q.timeout_s, limits.query_timeout_s)
+        running = _RunningStream(self, query, q, timeout)
+        started = self.pool.submit(running.start)
+        first = asyncio.wrap_future(started)
+        gone = asyncio.ensure_future(_wait_for_disconnect(request))
+        try:
+            done, _ = await asyncio.wait({first, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if first not in done:  # the client left while the engine was still working
+                raise QueryCancelled("the client disconnected")
+            first.result()  # an engine or validation error becomes its problem response
+            return running
+        except BaseException:
+            running.cancel()
+            started.add_done_callback(lambda _: self.pool.submit(running.cleanup))
+            raise
+        finally:
+            gone.cancel()
+
+    async def _relay(self, running: _RunningStream, key: str) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        kept: list[bytes] | None = []
+        kept_bytes = 0
+        finished = False
+        try:
+            chunk = running.first
+            while chunk is not None:
+                if kept is not None:
+                    kept.append(chunk)
+                    kept_bytes += len(chunk)
+                    if kept_bytes > self.cache.max_entry_bytes:
+                        kept = None
+                yield chunk
+                running.pending = self.pool.submit(running.next_chunk)
+                chunk = await asyncio.wrap_future(running.pending, loop=loop)
+            finished = True
+            if kept is not None:
+                self.cache.put(key, b"".join(kept), MEDIA_TYPES[running.q.fmt], running.result.elapsed_ms)
+        finally:
+            if not finished:
+                running.cancel()
+            self.pool.submit(running.cleanup)
+
+
+class _RunningStream:
+    """One query's engine result and encoder, driven from pool threads."""
+
+    def __init__(self, service: QueryService, query: ValidatedQuery, q: QueryRequest, timeout_s: float) -> None:
+        self.service = service
+        self.query = query
+        self.q = q
+        self.timeout_s = timeout_s
+        self.result: Result | None = None
+        self.chunks: Iterator[bytes] | None = None
+        self.first: bytes | None = None
+        self.pending: Future | None = None
+        self._released = False
+        self._cancelled = False
+
+    def start(self) -> None:
+        limits = self.service.db.settings.limits
+        self.result = self.service.db.execute(self.query, self.q.params, engine=self.q.engine, timeout_s=self.timeout_s)
+        if self._cancelled:  # cancel() ran before the result existed
+            self.result.cancel()
+        batches = _prefetched(self.result.reader())
+        self.chunks = encode(self.q.fmt, self.result.schema, batches, max_rows=limits.max_result_rows,
+                             max_bytes=limits.max_result_bytes, elapsed_ms=lambda: self.result.elapsed_ms)  # fmt: skip
+        self.first = next(self.chunks, None)
+
+    def next_chunk(self) -> bytes | None:
+        assert self.chunks is not None
+        return next(self.chunks, None)
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        if self.result is not None:
+            self.result.cancel()
+
+    def cleanup(self) -> None:
+        """Close the engine stream once no pool thread is inside it, then free the slot."""
+        if self._released:
+            return
+        self._released = True
+        if self.pending is not None:
+            with contextlib.suppress(BaseException):
+                self.pending.result()
+        if self.chunks is not None:
+            with contextlib.suppress(BaseException):
+                self.chunks.close()  # type: ignore[attr-defined]
+        if self.result is not None:
+            self.result.close()
+        assert self.service.loop is not None
+        self.service.loop.call_soon_threadsafe(self.service._slots.release)
+
+
+def _prefetched(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    """Pull the first batch now (where the heavy work of most queries happens) so its errors
+    surface before the response starts; then the rest lazily."""
+    iterator = iter(reader)
+    first = next(iterator, None)
+
+    def chain() -> Iterator[pa.RecordBatch]:
+        if first is not None:
+            yield first
+        yield from iterator
+
+    return chain()
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _if_none_match(request: Request) -> set[str]:
+    header = request.headers.get("if-none-match", "")
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
+def parse_params(raw: str | None) -> list[Any] | None:
+    """``?params=[1,"x"]`` on GET /api/sql."""
+    if raw is None or raw == "":
+        return None
+    from engine.errors import InvalidParameters
+
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        raise InvalidParameters("params must be a JSON array") from None
+    if not isinstance(value, list):
+        raise InvalidParameters("params must be a JSON array")
+    return value

@@ -1,0 +1,186 @@
+"""HTTP routes: translate requests into engine calls and engine results into responses.
+
+No SQL is built here: ``/rows`` goes through ``engine.rest`` and everything through the same
+validated query path (``api.query.QueryService``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+
+from api.cache import cache_key, etag_for
+from api.query import QueryRequest, QueryService, _if_none_match, parse_params
+from engine.catalog import TableSnapshot
+from engine.database import Database
+from engine.errors import InvalidRequest, QueryTooLarge, TableNotFound
+from engine.formats import negotiate
+from engine.rest import compile_rest
+
+
+class SqlBody(msgspec.Struct, forbid_unknown_fields=True):
+    sql: str
+    params: list[Any] | None = None
+    engine: str | None = None
+    timeout_s: float | None = None
+
+
+def _service(state: State) -> QueryService:
+    return state.service
+
+
+def _timeout(raw: str | None) -> float | None:
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidRequest(f"timeout_s must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise InvalidRequest("timeout_s must be positive")
+    return value
+
+
+def _format(request: Request) -> str:
+    return negotiate(request.query_params.get("format"), request.headers.get("accept"))
+
+
+# -- liveness ---------------------------------------------------------------------------------
+
+
+@get("/health", tags=["status"])
+async def health() -> dict[str, str]:
+    """Liveness: answers from the event loop, never behind queries."""
+    return {"status": "ok"}
+
+
+@get("/ready", tags=["status"])
+async def ready(state: State) -> Response:
+    """Readiness: the catalog can be listed."""
+    names = await _service(state).run_blocking(state.db.tables)
+    return Response({"status": "ready", "tables": len(names)})
+
+
+# -- catalog ----------------------------------------------------------------------------------
+
+
+def table_info(snap: TableSnapshot, *, detail: bool = False) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "name": snap.name,
+        "kind": snap.kind,
+        "version": snap.version,
+        "columns": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in snap.schema],
+        "row_count": snap.row_count,
+    }
+    if detail:
+        info.update(format=snap.format, partitions=list(snap.partitions), files=len(snap.files), bytes=snap.bytes)
+    return info
+
+
+def _etagged(request: Request, body: Any, *versions: str) -> Response:
+    etag = etag_for(cache_key(request.url.path, *versions))
+    if etag in _if_none_match(request):
+        return Response(b"", status_code=304, headers={"ETag": etag})
+    return Response(body, headers={"ETag": etag})
+
+
+def _list_tables(db: Database) -> list[TableSnapshot]:
+    snaps = []
+    for name in db.tables():
+        try:
+            snaps.append(db.table(name))
+        except TableNotFound:  # dropped between listing and reading
+            continue
+    return snaps
+
+
+@get("/api/tables", tags=["catalog"])
+async def list_tables(request: Request, state: State) -> Response:
+    """Every table: name, kind, version, columns, row count where cheap."""
+    snaps = await _service(state).run_blocking(_list_tables, state.db)
+    return _etagged(request, [table_info(s) for s in snaps], *(s.name + s.fingerprint for s in snaps))
+
+
+async def _snapshot(state: State, name: str) -> TableSnapshot:
+    try:
+        return await _service(state).run_blocking(state.db.table, name)
+    except TableNotFound as exc:
+        raise TableNotFound(exc.detail, status=404, table=name) from None
+
+
+@get("/api/tables/{name:str}", tags=["catalog"])
+async def describe_table(request: Request, state: State, name: str) -> Response:
+    """Schema (Arrow types as strings), partitions, version, files, bytes."""
+    snap = await _snapshot(state, name)
+    return _etagged(request, table_info(snap, detail=True), snap.fingerprint)
+
+
+@get("/api/tables/{name:str}/history", tags=["catalog"])
+async def table_history(request: Request, state: State, name: str) -> Response:
+    """The versions of a managed table, newest first."""
+    snap = await _snapshot(state, name)
+    entries = await _service(state).run_blocking(state.db.history, snap.name)
+    return _etagged(request, entries, snap.fingerprint)
+
+
+# -- queries ----------------------------------------------------------------------------------
+
+
+@get("/api/tables/{name:str}/rows", tags=["query"])
+async def table_rows(request: Request, state: State, name: str) -> Response:
+    """PostgREST-style query: select=, col=op.value filters, or=(), order=, limit=, offset=."""
+    snap = await _snapshot(state, name)
+    fmt = _format(request)
+    rest = compile_rest(snap.name, snap.schema, request.query_params.multi_items())
+    engine = request.query_params.get("engine", "duckdb")
+    q = QueryRequest(rest.sql, rest.params, engine, fmt, None, cacheable=True)
+    return await _service(state).respond(request, q)
+
+
+@get("/api/sql", tags=["query"])
+async def sql_get(request: Request, state: State) -> Response:
+    """Run `q` (one read-only query); `params` is a JSON array. Cacheable, with an ETag."""
+    params = request.query_params
+    text = params.get("q")
+    if not text:
+        raise InvalidRequest("missing query parameter q (the SQL to run)")
+    q = QueryRequest(text, parse_params(params.get("params")), params.get("engine", "duckdb"), _format(request),
+                     _timeout(params.get("timeout_s")), cacheable=True)  # fmt: skip
+    return await _service(state).respond(request, q)
+
+
+@post("/api/sql", tags=["query"], status_code=200)
+async def sql_post(request: Request, state: State) -> Response:
+    """Body: raw SQL (text/plain, application/sql) or JSON {"sql", "params", "engine", "timeout_s"}."""
+    raw = await request.body()
+    limit = state.db.settings.limits.max_sql_bytes
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        try:
+            body = msgspec.json.decode(raw, type=SqlBody)
+        except msgspec.DecodeError as exc:
+            raise InvalidRequest(f"malformed JSON body: {exc}") from None
+        text, params, engine, timeout = body.sql, body.params, body.engine, body.timeout_s
+        if timeout is not None and timeout <= 0:
+            raise InvalidRequest("timeout_s must be positive")
+    else:
+        if len(raw) > limit:
+            raise QueryTooLarge(f"the query is {len(raw)} bytes; the limit is {limit}")
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError:
+            raise InvalidRequest("the SQL body is not valid UTF-8") from None
+        params, engine, timeout = None, None, None
+    query = request.query_params
+    q = QueryRequest(
+        text,
+        params if params is not None else parse_params(query.get("params")),
+        engine or query.get("engine", "duckdb"),
+        _format(request),
+        timeout if timeout is not None else _timeout(query.get("timeout_s")),
+        cacheable=False,
+    )
+    return await _service(state).respond(request, q)
