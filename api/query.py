@@ -23,6 +23,7 @@ from litestar import Request, Response
 from litestar.response import Stream
 
 from api.cache import ResultCache, cache_key, etag_for
+from engine.backends.base import QueryControl
 from engine.database import ENGINES, Database
 from engine.errors import InvalidRequest, Overloaded, QueryCancelled
 from engine.formats import MEDIA_TYPES, encode
@@ -124,6 +125,7 @@ class QueryService:
             return running
         except BaseException:
             running.cancel()
+            first.add_done_callback(_consume)  # its error was handled, or nobody is left to tell
             started.add_done_callback(lambda _: self.pool.submit(running.cleanup))
             raise
         finally:
@@ -161,19 +163,16 @@ class _RunningStream:
         self.service = service
         self.query = query
         self.q = q
-        self.timeout_s = timeout_s
         self.result: Result | None = None
         self.chunks: Iterator[bytes] | None = None
         self.first: bytes | None = None
         self.pending: Future | None = None
         self._released = False
-        self._cancelled = False
+        self.control = QueryControl(timeout_s)  # exists before the engine starts: cancel works at once
 
     def start(self) -> None:
         limits = self.service.db.settings.limits
-        self.result = self.service.db.execute(self.query, self.q.params, engine=self.q.engine, timeout_s=self.timeout_s)
-        if self._cancelled:  # cancel() ran before the result existed
-            self.result.cancel()
+        self.result = self.service.db.execute(self.query, self.q.params, engine=self.q.engine, control=self.control)
         batches = _prefetched(self.result.reader())
         self.chunks = encode(self.q.fmt, self.result.schema, batches, max_rows=limits.max_result_rows,
                              max_bytes=limits.max_result_bytes, elapsed_ms=lambda: self.result.elapsed_ms)  # fmt: skip
@@ -184,9 +183,7 @@ class _RunningStream:
         return next(self.chunks, None)
 
     def cancel(self) -> None:
-        self._cancelled = True
-        if self.result is not None:
-            self.result.cancel()
+        self.control.cancel("cancelled")
 
     def cleanup(self) -> None:
         """Close the engine stream once no pool thread is inside it, then free the slot."""
@@ -217,6 +214,11 @@ def _prefetched(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
         yield from iterator
 
     return chain()
+
+
+def _consume(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def _wait_for_disconnect(request: Request) -> None:

@@ -6,9 +6,11 @@ validated query path (``api.query.QueryService``).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import msgspec
+import pyarrow as pa
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 
@@ -17,7 +19,7 @@ from api.query import QueryRequest, QueryService, _if_none_match, parse_params
 from engine.catalog import TableSnapshot
 from engine.database import Database
 from engine.errors import InvalidRequest, QueryTooLarge, TableNotFound
-from engine.formats import negotiate
+from engine.formats import MEDIA_TYPES, negotiate
 from engine.rest import compile_rest
 
 
@@ -61,7 +63,7 @@ async def health() -> dict[str, str]:
 async def ready(state: State) -> Response:
     """Readiness: the catalog can be listed."""
     names = await _service(state).run_blocking(state.db.tables)
-    return Response({"status": "ready", "tables": len(names)})
+    return Response({"status": "ready", "tables": len(names), "worker": os.getpid()})
 
 
 # -- catalog ----------------------------------------------------------------------------------
@@ -113,8 +115,14 @@ async def _snapshot(state: State, name: str) -> TableSnapshot:
 
 @get("/api/tables/{name:str}", tags=["catalog"])
 async def describe_table(request: Request, state: State, name: str) -> Response:
-    """Schema (Arrow types as strings), partitions, version, files, bytes."""
+    """Schema (Arrow types as strings), partitions, version, files, bytes. With
+    ``Accept: application/vnd.apache.arrow.stream``: the exact Arrow schema as an empty stream."""
     snap = await _snapshot(state, name)
+    if _format(request) == "arrow":
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, snap.schema):
+            pass
+        return Response(sink.getvalue().to_pybytes(), media_type=MEDIA_TYPES["arrow"])
     return _etagged(request, table_info(snap, detail=True), snap.fingerprint)
 
 

@@ -57,9 +57,8 @@ class RemoteDatabase:
         return self._get_json(f"/api/tables/{quote(name)}")
 
     def schema(self, name: str) -> pa.Schema:
-        """The exact Arrow schema, read from an empty Arrow result."""
-        response = self._send("GET", f"/api/tables/{quote(name)}/rows", params={"limit": "0"},
-                              headers={"Accept": ARROW_STREAM})  # fmt: skip
+        """The exact Arrow schema (nullability included), sent as an empty Arrow stream."""
+        response = self._send("GET", f"/api/tables/{quote(name)}", headers={"Accept": ARROW_STREAM})
         return pa.ipc.open_stream(response.content).schema
 
     def history(self, name: str) -> list[dict[str, Any]]:

@@ -110,14 +110,17 @@ class Database:
         engine: str = "duckdb",
         timeout_s: float | None = None,
         batch_rows: int | None = None,
+        control: QueryControl | None = None,
     ) -> Result:
-        """Start a query and return its streaming ``Result``."""
+        """Start a query and return its streaming ``Result``. Pass a ``control`` to be able to
+        cancel the query from another thread even before this call returns."""
         started = time.perf_counter()
         query = sql if isinstance(sql, ValidatedQuery) else self.validate(sql)
         bound = query.check_params(params)
         backend = self.backend(engine)
         tables = self.catalog.snapshot(query.tables)
-        control = QueryControl(self.settings.limits.query_timeout_s if timeout_s is None else timeout_s)
+        if control is None:
+            control = QueryControl(self.settings.limits.query_timeout_s if timeout_s is None else timeout_s)
         kwargs = {"batch_rows": batch_rows} if batch_rows else {}
         execution = backend.execute(query, bound, tables, control, **kwargs)
         return Result(execution.schema, execution, engine=engine, sql=query.text, cancel=execution.cancel, started=started)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -48,7 +49,8 @@ class QueryControl:
             self.reason = reason
             interrupt = self._interrupt
         if interrupt is not None:
-            interrupt()
+            with contextlib.suppress(Exception):  # the engine may have finished or closed already
+                interrupt()
 
     def finish(self) -> None:
         if self._timer is not None:

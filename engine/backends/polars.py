@@ -76,10 +76,13 @@ def scan(snap: TableSnapshot) -> pl.LazyFrame:
             return pl.from_arrow(snap.schema.empty_table()).lazy()
         return pl.scan_delta(snap.uri, version=snap.version)
     hive = bool(snap.partitions)
+    # Polars infers hive columns as Int64/String; keep the types the catalog reports.
+    types = pl.from_arrow(snap.schema.empty_table()).schema
+    hive_schema = {p: types[p] for p in snap.partitions if p in types} or None
     if snap.format == "parquet":
-        return pl.scan_parquet(files, hive_partitioning=hive, missing_columns="insert")
+        return pl.scan_parquet(files, hive_partitioning=hive, hive_schema=hive_schema, missing_columns="insert")
     if snap.format == "arrow":
-        return pl.scan_ipc(files, hive_partitioning=hive)
+        return pl.scan_ipc(files, hive_partitioning=hive, hive_schema=hive_schema)
     if snap.format == "csv":
         return pl.scan_csv(files, **snap.options)
     if snap.format == "ndjson":

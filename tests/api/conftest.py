@@ -1,0 +1,97 @@
+"""A real uvicorn server (``colonnade serve``) on 127.0.0.1 and a free port, over real data."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+COLONNADE = str(Path(sys.executable).parent / "colonnade")
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    data_dir: Path
+
+    def client(self, **kwargs) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60, **kwargs)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(data_dir: Path, *, workers: int = 1, env: dict[str, str] | None = None) -> Iterator[Server]:
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("COLONNADE_")}
+    environ.update(env or {})
+    cmd = [COLONNADE, "serve", "--data", str(data_dir), "--host", "127.0.0.1", "--port", str(port),
+           "--workers", str(workers)]  # fmt: skip
+    log = open(data_dir.parent / f"server-{port}.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=environ, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_healthy(url, process)
+        yield Server(url, process, data_dir)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+def _wait_until_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError("server did not become ready")
+
+
+@pytest.fixture(scope="session")
+def server(tpch_dir: Path) -> Iterator[Server]:
+    """One server over the read-only TPC-H data for the whole session."""
+    with serve(tpch_dir, env={"COLONNADE_LIMITS_MAX_RESULT_ROWS": "5000"}) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def http(server: Server) -> Iterator[httpx.Client]:
+    with server.client() as client:
+        yield client
+
+
+@pytest.fixture
+def mutable_dir(tmp_path: Path) -> Path:
+    """A data dir with one small managed table that a test may write to."""
+    import pyarrow as pa
+
+    from engine.catalog import Catalog
+    from engine.ingest import ingest
+
+    data = tmp_path / "data"
+    table = pa.table({"id": pa.array(range(100), pa.int64()), "label": [f"row {i}" for i in range(100)]})
+    ingest(Catalog(data, create=True), table, "events")
+    return data

@@ -1,0 +1,50 @@
+"""The loop stays free while engines work; excess load is refused, not queued forever."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from tests.api.conftest import serve
+
+HEAVY = "SELECT sum(hash(a.range * b.range)) FROM range(40000) a, range(40000) b"
+
+
+def test_health_answers_while_every_slot_is_busy(mutable_dir) -> None:
+    env = {"COLONNADE_LIMITS_MAX_CONCURRENT_QUERIES": "2", "COLONNADE_LIMITS_MAX_QUEUED_QUERIES": "8"}
+    with serve(mutable_dir, env=env) as server, ThreadPoolExecutor(4) as pool:
+        busy = [pool.submit(httpx.post, f"{server.url}/api/sql", content=HEAVY, timeout=60) for _ in range(4)]
+        time.sleep(0.5)
+        latencies = []
+        for _ in range(20):
+            started = time.perf_counter()
+            assert httpx.get(f"{server.url}/health", timeout=5).json() == {"status": "ok"}
+            latencies.append(time.perf_counter() - started)
+        assert not all(f.done() for f in busy), "the heavy queries should still be running"
+        assert max(latencies) < 0.5, latencies
+        assert all(f.result().status_code == 200 for f in busy)
+
+
+def test_overload_is_429_with_retry_after(mutable_dir) -> None:
+    env = {"COLONNADE_LIMITS_MAX_CONCURRENT_QUERIES": "1", "COLONNADE_LIMITS_MAX_QUEUED_QUERIES": "1"}
+    with serve(mutable_dir, env=env) as server, ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(httpx.post, f"{server.url}/api/sql", content=HEAVY, timeout=60) for _ in range(6)]
+        responses = [f.result() for f in futures]
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(200) >= 2 and 429 in statuses, statuses
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.json()["code"] == "overloaded" and int(refused.headers["retry-after"]) >= 1
+
+
+def test_two_workers_share_the_load(mutable_dir) -> None:
+    with serve(mutable_dir, workers=2) as server:
+        pids = set()
+        deadline = time.monotonic() + 30
+        while len(pids) < 2 and time.monotonic() < deadline:
+            with httpx.Client(base_url=server.url) as client:  # a new connection each time
+                pids.add(client.get("/ready").json()["worker"])
+        assert len(pids) == 2
+        with httpx.Client(base_url=server.url) as client:
+            assert client.get("/api/sql", params={"q": "SELECT count(*) AS n FROM events"}).json()["rows"] == [{"n": 100}]
