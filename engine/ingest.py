@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from engine.catalog import Catalog, _expand, format_from_path
 from engine.errors import IngestError
-from engine.storage import WriteMode, write_table
+from engine.storage import WriteMode, writable_path, write_table
 
 FORMATS = ("csv", "ndjson", "parquet", "arrow")
 BATCH_ROWS = 128 * 1024
@@ -46,6 +46,7 @@ def ingest(
     schema_evolution: str = "strict",
 ) -> IngestSummary:
     started = time.perf_counter()
+    writable_path(catalog, table)  # refuse a bad or read-only name before reading any input
     if mode not in ("append", "overwrite"):
         raise IngestError(f"unknown mode {mode!r} (append or overwrite)")
     if schema_evolution not in ("strict", "add-columns"):

@@ -9,7 +9,7 @@ The SQL an engine runs is generated from the validated AST, so what was checked 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +52,7 @@ _FORBIDDEN_FUNCTION = re.compile(
 _LEADING_NOISE = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.S)
 _EXPLAIN = re.compile(r"EXPLAIN(?:\s+ANALY[SZ]E)?\b", re.I)
 _ALLOWED_ROOTS = (exp.Query, exp.Values)
+CATALOG_TABLE = "colonnade_table"
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,11 @@ class ValidatedQuery:
     tables: tuple[str, ...]  # catalog spellings, sorted
     param_count: int
 
-    def sql(self, dialect: str = DIALECT) -> str:
-        body = self.ast.sql(dialect=dialect)
+    def sql(self, dialect: str = DIALECT, *, physical: Mapping[str, str] | None = None) -> str:
+        """The query as text; ``physical`` renames catalog tables (keeping their names as
+        aliases), e.g. to an engine's per-version views."""
+        ast = with_physical_tables(self.ast, physical) if physical else self.ast
+        body = ast.sql(dialect=dialect)
         return f"{self.explain} {body}" if self.explain else body
 
     @property
@@ -200,6 +204,7 @@ def _resolve_tables(root: exp.Expression, resolve_table: Callable[[str], str]) -
             if not table.alias:
                 table.set("alias", exp.TableAlias(this=exp.to_identifier(name)))
             table.set("this", exp.to_identifier(canonical, quoted=True))
+        table.meta[CATALOG_TABLE] = canonical  # marks a catalog reference (not a CTE) for rewrites
         found.append(canonical)
     return found
 
@@ -229,6 +234,18 @@ def _is_cte_reference(table: exp.Table) -> bool:
                 return True
         inside = None
     return False
+
+
+def with_physical_tables(ast: exp.Expression, physical: Mapping[str, str]) -> exp.Expression:
+    ast = ast.copy()
+    for table in ast.find_all(exp.Table):
+        canonical = table.meta.get(CATALOG_TABLE)
+        if canonical is None:
+            continue
+        if not table.alias:
+            table.set("alias", exp.TableAlias(this=exp.to_identifier(canonical, quoted=True)))
+        table.set("this", exp.to_identifier(physical[canonical], quoted=True))
+    return ast
 
 
 def _count_params(root: exp.Expression) -> int:

@@ -9,7 +9,7 @@ locked so no query can loosen it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,9 @@ from engine.errors import (
     TableNotFound,
 )
 from engine.sql import ValidatedQuery
+
+
+KEEP_VIEW_VERSIONS = 8
 
 
 def quote_ident(name: str) -> str:
@@ -67,7 +70,11 @@ class DuckDBBackend(Backend):
         self._con = duckdb.connect(config=config)
         dirs = list(allowed_dirs)
         if temp_dir is not None:
-            Path(temp_dir).mkdir(parents=True, exist_ok=True)
+            try:
+                Path(temp_dir).mkdir(parents=True, exist_ok=True)
+            except OSError:  # a read-only data dir: keep DuckDB's default spill location
+                temp_dir = None
+        if temp_dir is not None:
             self._con.execute(f"SET temp_directory = {quote_str(str(temp_dir))}")
             dirs.append(str(temp_dir))
         for statement in (
@@ -80,7 +87,7 @@ class DuckDBBackend(Backend):
             "SET lock_configuration = true",
         ):
             self._con.execute(statement)
-        self._views: dict[str, str] = {}  # table name -> fingerprint its view reads
+        self._views: dict[str, list[str]] = {}  # table name -> its live per-version views, oldest first
         self._lock = threading.Lock()
 
     def execute(
@@ -91,11 +98,11 @@ class DuckDBBackend(Backend):
         control: QueryControl,
         batch_rows: int = DEFAULT_BATCH_ROWS,
     ) -> Execution:
-        self._sync_views(tables.values())
+        views = self._views_for(tables.values())
         cursor = self._con.cursor()
         control.on_cancel(cursor.interrupt)
         try:
-            relation = cursor.sql(query.sql("duckdb"), params=list(params) or None)
+            relation = cursor.sql(query.sql("duckdb", physical=views), params=list(params) or None)
             if relation is None:  # not a query (cannot happen after validation)
                 raise QueryError("the statement returned no result")
             reader = relation.to_arrow_reader(batch_rows)
@@ -115,12 +122,23 @@ class DuckDBBackend(Backend):
 
     # -- views -----------------------------------------------------------------------------
 
-    def _sync_views(self, snapshots: Sequence[TableSnapshot] | Any) -> None:
+    def _views_for(self, snapshots: Iterable[TableSnapshot]) -> dict[str, str]:
+        """A view per (table, version), created once: each query reads exactly the version it
+        was validated against, and a name no query was validated for resolves to nothing."""
+        names = {}
         with self._lock:
             for snap in snapshots:
-                if self._views.get(snap.name) != snap.fingerprint:
-                    self._con.execute(f"CREATE OR REPLACE VIEW {quote_ident(snap.name)} AS {self._view_sql(snap)}")
-                    self._views[snap.name] = snap.fingerprint
+                view = f"{snap.name}@{snap.fingerprint}"
+                known = self._views.setdefault(snap.name, [])
+                if view not in known:
+                    self._con.execute(f"CREATE OR REPLACE VIEW {quote_ident(view)} AS {self._view_sql(snap)}")
+                    known.append(view)
+                    # Old versions stay a while for queries already bound to them.
+                    for stale in known[:-KEEP_VIEW_VERSIONS]:
+                        self._con.execute(f"DROP VIEW IF EXISTS {quote_ident(stale)}")
+                    del known[:-KEEP_VIEW_VERSIONS]
+                names[snap.name] = view
+        return names
 
     def _view_sql(self, snap: TableSnapshot) -> str:
         types = self._duckdb_types(snap.schema)
@@ -131,7 +149,7 @@ class DuckDBBackend(Backend):
         if snap.format == "arrow":
             import pyarrow.dataset as ds
 
-            hidden = f"__colonnade_ipc_{snap.name}"
+            hidden = f"__ipc_{snap.name}@{snap.fingerprint}"
             self._con.register(hidden, ds.dataset(list(snap.files), format="ipc"))
             return f"SELECT * FROM {quote_ident(hidden)}"
         if snap.format in ("delta", "parquet"):

@@ -1,0 +1,28 @@
+"""Shared engine fixtures: one TPC-H data directory at scale 0.01 for the whole session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import engine
+from engine.demo import create_demo
+
+TPCH_SCALE = 0.01
+
+
+@pytest.fixture(scope="session")
+def tpch_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir holding the 8 TPC-H tables as Delta tables. Tests must not write to it."""
+    path = tmp_path_factory.mktemp("tpch") / "data"
+    create_demo(path, TPCH_SCALE)
+    return path
+
+
+@pytest.fixture(scope="session")
+def db(tpch_dir: Path) -> Iterator[engine.Database]:
+    database = engine.Database(tpch_dir)
+    yield database
+    database.close()

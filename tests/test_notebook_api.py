@@ -1,0 +1,162 @@
+"""The notebook API as SPEC shows it: ``engine.connect`` → tables/schema/sql → arrow/pl/df/reader,
+HTML rendering, timeouts that stop DuckDB, and cancellation through ``Result``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pytest
+
+import engine
+from engine.demo import TPCH_TABLES
+from engine.errors import ColonnadeError, QueryCancelled, QueryTimeout, TableNotFound
+
+ENGINES = ("duckdb", "polars")
+# ~3.6 billion row pairs: about 30 s on two cores, so any stop well under that is the engine's doing.
+HEAVY = "SELECT count(*) FROM lineitem a, lineitem b WHERE hash(a.l_comment, b.l_comment) % 1000 = 7"
+HEAVY_STREAM = (
+    "SELECT a.l_orderkey, b.l_partkey FROM lineitem a, lineitem b WHERE hash(a.l_comment, b.l_comment) % 1000 = 7"
+)
+
+
+@pytest.fixture(scope="module")
+def nb(tpch_dir: Path) -> Iterator[engine.Database]:
+    """A notebook-style connection of its own, so timeouts here never disturb other tests."""
+    db = engine.connect(str(tpch_dir))
+    yield db
+    db.close()
+
+
+def test_connect_opens_a_data_dir(nb: engine.Database, tpch_dir: Path) -> None:
+    assert isinstance(nb, engine.Database)
+    assert nb.catalog.data_dir == tpch_dir.resolve()
+    assert nb.tables() == sorted(TPCH_TABLES)
+
+
+def test_schema_is_arrow(nb: engine.Database) -> None:
+    schema = nb.schema("orders")
+    assert isinstance(schema, pa.Schema)
+    assert schema.field("o_orderkey").type == pa.int64()
+    assert schema.field("o_orderdate").type == pa.date32()
+    assert pa.types.is_decimal(schema.field("o_totalprice").type)
+    assert nb.schema("ORDERS") == schema  # SQL names are case-insensitive
+    with pytest.raises(TableNotFound):
+        nb.schema("no_such_table")
+
+
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_result_as_arrow_polars_pandas(nb: engine.Database, engine_name: str) -> None:
+    sql = "SELECT n_nationkey, n_name FROM nation WHERE n_regionkey = ? ORDER BY n_nationkey"
+    table = nb.sql(sql, params=[2], engine=engine_name).arrow()
+    frame = nb.sql(sql, params=[2], engine=engine_name).pl()
+    pandas = nb.sql(sql, params=[2], engine=engine_name).df()
+    assert isinstance(table, pa.Table) and isinstance(frame, pl.DataFrame) and isinstance(pandas, pd.DataFrame)
+    assert table.column_names == frame.columns == list(pandas.columns) == ["n_nationkey", "n_name"]
+    assert table.num_rows == 5
+    assert frame.to_dicts() == table.to_pylist() == pandas.to_dict("records")
+
+
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_arrow_is_kept_for_later_calls(nb: engine.Database, engine_name: str) -> None:
+    result = nb.sql("SELECT r_name FROM region", engine=engine_name)
+    first = result.arrow()
+    assert result.arrow() is first
+    assert result.pl().height == result.df().shape[0] == 5
+    assert result.reader().read_all() == first
+
+
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_reader_streams_batches(nb: engine.Database, engine_name: str) -> None:
+    total = nb.sql("SELECT count(*) FROM lineitem").fetchall()[0][0]
+    result = nb.execute("SELECT l_orderkey, l_comment FROM lineitem", engine=engine_name, batch_rows=5_000)
+    reader = result.reader()
+    assert isinstance(reader, pa.RecordBatchReader)
+    assert reader.schema == result.schema
+    sizes = [batch.num_rows for batch in reader]
+    assert sum(sizes) == total
+    assert len(sizes) >= total // 5_000 and max(sizes) <= 5_000
+    with pytest.raises(RuntimeError):  # a streamed result is not kept: nothing held in full
+        result.arrow()
+
+
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_repr_html(nb: engine.Database, engine_name: str) -> None:
+    result = nb.sql("SELECT n_nationkey, n_name, n_comment FROM nation ORDER BY n_nationkey", engine=engine_name)
+    page = result._repr_html_()
+    assert page.startswith("<table")
+    assert "25 rows × 3 columns" in page and "first 20 of" in page
+    assert " ms" in page and engine_name in page
+    assert "ALGERIA" in page and "VIETNAM" not in page  # first rows only
+    assert page.count("<tr>") == 1 + 20
+    small = nb.sql("SELECT '<b>' AS tag, NULL AS nothing", engine=engine_name)._repr_html_()
+    assert "&lt;b&gt;" in small and "<b>" not in small and "null" in small and "first" not in small
+
+
+def test_query_timeout_interrupts_duckdb(nb: engine.Database) -> None:
+    started = time.perf_counter()
+    with pytest.raises(QueryTimeout) as info:
+        nb.sql(HEAVY, timeout_s=0.5).arrow()
+    elapsed = time.perf_counter() - started
+    assert info.value.code == "query_timeout" and info.value.status == 504
+    assert elapsed < 5, f"the timeout took {elapsed:.1f} s to stop the query"
+    started = time.perf_counter()
+    assert nb.sql("SELECT count(*) FROM nation").fetchall() == [(25,)]
+    assert time.perf_counter() - started < 2
+
+
+def read_in_thread(result: engine.Result) -> tuple[threading.Thread, dict[str, object]]:
+    outcome: dict[str, object] = {}
+
+    def read() -> None:
+        try:
+            outcome["rows"] = result.arrow().num_rows
+        except ColonnadeError as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def test_result_cancel_stops_duckdb_from_another_thread(nb: engine.Database) -> None:
+    result = nb.sql(HEAVY_STREAM, timeout_s=120)
+    started = time.perf_counter()
+    thread, outcome = read_in_thread(result)
+    time.sleep(0.3)
+    result.cancel()
+    thread.join(10)
+    assert not thread.is_alive() and time.perf_counter() - started < 5
+    assert isinstance(outcome.get("error"), QueryCancelled), outcome
+    assert outcome["error"].code == "query_cancelled"
+    result.close()
+    assert nb.sql("SELECT count(*) FROM region").fetchall() == [(5,)]
+
+
+def test_result_close_stops_a_stream(nb: engine.Database) -> None:
+    result = nb.execute(HEAVY_STREAM, timeout_s=120, batch_rows=1_000)
+    reader = result.reader()
+    assert reader.read_next_batch().num_rows > 0
+    started = time.perf_counter()
+    result.close()
+    with pytest.raises(QueryCancelled):
+        reader.read_next_batch()
+    assert time.perf_counter() - started < 2
+    assert nb.sql("SELECT count(*) FROM region").fetchall() == [(5,)]
+
+
+def test_context_manager_closes(tpch_dir: Path) -> None:
+    with engine.connect(tpch_dir) as db, db.sql("SELECT * FROM region") as result:
+        assert result.columns == ["r_regionkey", "r_name", "r_comment"]
+        assert repr(result).startswith("<Result engine=duckdb")
+
+
+def test_unknown_engine(nb: engine.Database) -> None:
+    with pytest.raises(ColonnadeError) as info:
+        nb.sql("SELECT 1", engine="spark-on-toaster")
+    assert info.value.code == "invalid_request"
