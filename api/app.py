@@ -5,19 +5,27 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import logging
+
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
 
 from api import console, routes
 from api.problems import EXCEPTION_HANDLERS
-from api.query import QueryService
+from api.query import ELAPSED_HEADER, QueryService
 from engine import __version__
 from engine.config import Settings, load_settings
 from engine.database import Database
+from engine.tokens import TokenStore
+
+log = logging.getLogger("colonnade.api")
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings if settings is not None else load_settings()
+
+    configure_logging()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -25,6 +33,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         service = QueryService(db)
         service.bind_loop()
         app.state.db, app.state.service = db, service
+        app.state.tokens = TokenStore(settings.tokens_file) if settings.auth_enabled() else None
+        if app.state.tokens is not None and not app.state.tokens.tokens():
+            log.warning("auth is on but %s holds no tokens: every /api request will get 401 "
+                        "(create one with: colonnade token create --name NAME --all)", settings.tokens_file)  # fmt: skip
         try:
             yield
         finally:
@@ -41,8 +53,22 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=body_limit,
+        cors_config=CORSConfig(allow_origins=settings.server.cors_origins, allow_headers=["Authorization", "Content-Type"],
+                               expose_headers=["ETag", ELAPSED_HEADER]) if settings.server.cors_origins else None,
         openapi_config=OpenAPIConfig(title="Colonnade", version=__version__, path="/schema"),
     )
+
+
+def configure_logging() -> None:
+    """Query log lines go to stderr as they are (one JSON object per line)."""
+    for name in ("colonnade.query", "colonnade.api"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(message)s" if name == "colonnade.query" else "%(levelname)s: %(message)s"))
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
 
 
 def create_app_from_env() -> Litestar:

@@ -29,6 +29,8 @@ def colonnade_error(request: Request, exc: ColonnadeError) -> Response:
     headers = {}
     if "retry_after" in problem:
         headers["Retry-After"] = str(problem.pop("retry_after"))
+    if problem["code"] == "unauthorized":
+        headers["WWW-Authenticate"] = 'Bearer realm="colonnade"'
     if problem["status"] >= 500:
         log.error("%s %s failed: %s", request.method, request.url.path, exc.detail)
     return problem_response(problem, headers)

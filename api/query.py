@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,12 +26,14 @@ from litestar.response import Stream
 from api.cache import ResultCache, cache_key, etag_for
 from engine.backends.base import QueryControl
 from engine.database import ENGINES, Database
-from engine.errors import InvalidRequest, Overloaded, QueryCancelled
+from engine.errors import ColonnadeError, InvalidRequest, Overloaded, QueryCancelled
 from engine.formats import MEDIA_TYPES, encode
 from engine.result import Result
 from engine.sql import ValidatedQuery
+from engine.tokens import Token
 
 ELAPSED_HEADER = "X-Colonnade-Elapsed-Ms"
+query_log = logging.getLogger("colonnade.query")
 
 
 @dataclass
@@ -41,6 +44,26 @@ class QueryRequest:
     fmt: str
     timeout_s: float | None
     cacheable: bool  # GETs: ETag + 304; all: the result cache
+    token: Token | None = None
+
+
+class QueryLogEntry:
+    """One structured line per query: who, what, how much, how long, how it ended.
+    The token's name is logged, never its secret; the SQL text is not logged either."""
+
+    def __init__(self, q: QueryRequest) -> None:
+        self.started = time.perf_counter()
+        self.fields: dict[str, Any] = {"token": q.token.name if q.token else None, "engine": q.engine,
+                                       "format": q.fmt, "tables": []}  # fmt: skip
+        self._done = False
+
+    def finish(self, outcome: str, **fields: Any) -> None:
+        if self._done:
+            return
+        self._done = True
+        record = {"ts": round(time.time(), 3), **self.fields, **fields, "outcome": outcome,
+                  "ms": round((time.perf_counter() - self.started) * 1000, 3)}  # fmt: skip
+        query_log.info(json.dumps(record, separators=(",", ":")))
 
 
 class QueryService:
@@ -68,27 +91,43 @@ class QueryService:
     # -- the request path ------------------------------------------------------------------
 
     async def respond(self, request: Request, q: QueryRequest) -> Response:
+        entry = QueryLogEntry(q)
+        try:
+            return await self._respond(request, q, entry)
+        except ColonnadeError as exc:
+            entry.finish(exc.code)
+            raise
+        except BaseException:
+            entry.finish("cancelled")
+            raise
+
+    async def _respond(self, request: Request, q: QueryRequest, entry: QueryLogEntry) -> Response:
         started = time.perf_counter()
         query, key = await self.run_blocking(self._prepare, q)
+        entry.fields["tables"] = list(query.tables)
         etag = etag_for(key)
         if q.cacheable and etag in _if_none_match(request):
+            entry.finish("ok", cache="not_modified", rows=None, bytes=0)
             return Response(b"", status_code=304, headers={"ETag": etag})
         if (hit := self.cache.get(key)) is not None:
             headers = {ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}", "X-Colonnade-Cache": "hit"}
             if q.cacheable:
                 headers["ETag"] = etag
+            entry.finish("ok", cache="hit", rows=None, bytes=len(hit.body))
             return Response(hit.body, media_type=hit.media_type, headers=headers)
         await self._acquire_slot()
         stream = await self._start(request, query, q)
         headers = {ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}", "X-Colonnade-Cache": "miss"}
         if q.cacheable:
             headers["ETag"] = etag
-        return Stream(self._relay(stream, key), media_type=MEDIA_TYPES[q.fmt], headers=headers)
+        return Stream(self._relay(stream, key, entry), media_type=MEDIA_TYPES[q.fmt], headers=headers)
 
     def _prepare(self, q: QueryRequest) -> tuple[ValidatedQuery, str]:
         if q.engine not in ENGINES:
             raise InvalidRequest(f"unknown engine {q.engine!r} (choose from {', '.join(ENGINES)})")
         query = self.db.validate(q.sql)
+        if q.token is not None:  # every table it touches: joins, CTEs, subqueries alike
+            q.token.check_tables(query.tables)
         params = query.check_params(q.params)
         versions = {name: snap.fingerprint for name, snap in self.db.catalog.snapshot(query.tables).items()}
         limits = self.db.settings.limits
@@ -131,28 +170,32 @@ class QueryService:
         finally:
             gone.cancel()
 
-    async def _relay(self, running: _RunningStream, key: str) -> AsyncIterator[bytes]:
+    async def _relay(self, running: _RunningStream, key: str, entry: QueryLogEntry) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         kept: list[bytes] | None = []
-        kept_bytes = 0
-        finished = False
+        sent = 0
+        outcome = "cancelled"  # unless the stream ends or fails below
         try:
             chunk = running.first
             while chunk is not None:
+                sent += len(chunk)
                 if kept is not None:
                     kept.append(chunk)
-                    kept_bytes += len(chunk)
-                    if kept_bytes > self.cache.max_entry_bytes:
+                    if sent > self.cache.max_entry_bytes:
                         kept = None
                 yield chunk
                 running.pending = self.pool.submit(running.next_chunk)
                 chunk = await asyncio.wrap_future(running.pending, loop=loop)
-            finished = True
+            outcome = "ok"
             if kept is not None:
                 self.cache.put(key, b"".join(kept), MEDIA_TYPES[running.q.fmt], running.result.elapsed_ms)
+        except ColonnadeError as exc:  # mid-stream: the status is sent already; the body is cut
+            outcome = exc.code
+            raise
         finally:
-            if not finished:
+            if outcome != "ok":
                 running.cancel()
+            entry.finish(outcome, cache="miss", rows=running.result.rows if running.result else None, bytes=sent)
             self.pool.submit(running.cleanup)
 
 

@@ -14,6 +14,7 @@ import pyarrow as pa
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 
+from api.auth import authenticate
 from api.cache import cache_key, etag_for
 from api.query import QueryRequest, QueryService, _if_none_match, parse_params
 from engine.catalog import TableSnapshot
@@ -21,6 +22,7 @@ from engine.database import Database
 from engine.errors import InvalidRequest, QueryTooLarge, TableNotFound
 from engine.formats import MEDIA_TYPES, negotiate
 from engine.rest import compile_rest
+from engine.tokens import Token
 
 
 class SqlBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -101,23 +103,30 @@ def _list_tables(db: Database) -> list[TableSnapshot]:
 
 @get("/api/tables", tags=["catalog"])
 async def list_tables(request: Request, state: State) -> Response:
-    """Every table: name, kind, version, columns, row count where cheap."""
+    """Every table the caller may read: name, kind, version, columns, row count where cheap."""
+    token = authenticate(request)
     snaps = await _service(state).run_blocking(_list_tables, state.db)
+    snaps = [s for s in snaps if token is None or token.may_read(s.name)]
     return _etagged(request, [table_info(s) for s in snaps], *(s.name + s.fingerprint for s in snaps))
 
 
-async def _snapshot(state: State, name: str) -> TableSnapshot:
+async def _snapshot(request: Request, state: State, name: str) -> tuple[TableSnapshot, Token | None]:
+    """The table behind a /api/tables/{name} route, checked against the caller's grants."""
+    token = authenticate(request)
     try:
-        return await _service(state).run_blocking(state.db.table, name)
+        snap = await _service(state).run_blocking(state.db.table, name)
     except TableNotFound as exc:
         raise TableNotFound(exc.detail, status=404, table=name) from None
+    if token is not None:
+        token.check_tables([snap.name])
+    return snap, token
 
 
 @get("/api/tables/{name:str}", tags=["catalog"])
 async def describe_table(request: Request, state: State, name: str) -> Response:
     """Schema (Arrow types as strings), partitions, version, files, bytes. With
     ``Accept: application/vnd.apache.arrow.stream``: the exact Arrow schema as an empty stream."""
-    snap = await _snapshot(state, name)
+    snap, _ = await _snapshot(request, state, name)
     if _format(request) == "arrow":
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, snap.schema):
@@ -129,7 +138,7 @@ async def describe_table(request: Request, state: State, name: str) -> Response:
 @get("/api/tables/{name:str}/history", tags=["catalog"])
 async def table_history(request: Request, state: State, name: str) -> Response:
     """The versions of a managed table, newest first."""
-    snap = await _snapshot(state, name)
+    snap, _ = await _snapshot(request, state, name)
     entries = await _service(state).run_blocking(state.db.history, snap.name)
     return _etagged(request, entries, snap.fingerprint)
 
@@ -140,29 +149,31 @@ async def table_history(request: Request, state: State, name: str) -> Response:
 @get("/api/tables/{name:str}/rows", tags=["query"])
 async def table_rows(request: Request, state: State, name: str) -> Response:
     """PostgREST-style query: select=, col=op.value filters, or=(), order=, limit=, offset=."""
-    snap = await _snapshot(state, name)
+    snap, token = await _snapshot(request, state, name)
     fmt = _format(request)
     rest = compile_rest(snap.name, snap.schema, request.query_params.multi_items())
     engine = request.query_params.get("engine", "duckdb")
-    q = QueryRequest(rest.sql, rest.params, engine, fmt, None, cacheable=True)
+    q = QueryRequest(rest.sql, rest.params, engine, fmt, None, cacheable=True, token=token)
     return await _service(state).respond(request, q)
 
 
 @get("/api/sql", tags=["query"])
 async def sql_get(request: Request, state: State) -> Response:
     """Run `q` (one read-only query); `params` is a JSON array. Cacheable, with an ETag."""
+    token = authenticate(request)
     params = request.query_params
     text = params.get("q")
     if not text:
         raise InvalidRequest("missing query parameter q (the SQL to run)")
     q = QueryRequest(text, parse_params(params.get("params")), params.get("engine", "duckdb"), _format(request),
-                     _timeout(params.get("timeout_s")), cacheable=True)  # fmt: skip
+                     _timeout(params.get("timeout_s")), cacheable=True, token=token)  # fmt: skip
     return await _service(state).respond(request, q)
 
 
 @post("/api/sql", tags=["query"], status_code=200)
 async def sql_post(request: Request, state: State) -> Response:
     """Body: raw SQL (text/plain, application/sql) or JSON {"sql", "params", "engine", "timeout_s"}."""
+    token = authenticate(request)
     raw = await request.body()
     limit = state.db.settings.limits.max_sql_bytes
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -190,5 +201,6 @@ async def sql_post(request: Request, state: State) -> Response:
         _format(request),
         timeout if timeout is not None else _timeout(query.get("timeout_s")),
         cacheable=False,
+        token=token,
     )
     return await _service(state).respond(request, q)

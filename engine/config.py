@@ -46,6 +46,8 @@ class LimitsSettings:
     memory_limit: str = "60%"
     # Total engine threads for the whole server; 0 means one per core. Divided between workers.
     engine_threads: int = 0
+    # Total disk the engines may spill to (under <data_dir>/.colonnade/spill); divided between workers.
+    max_spill_bytes: int = 16 * 1024**3
     max_sql_bytes: int = 256 * 1024
     max_nesting_depth: int = 64
 
@@ -187,7 +189,8 @@ def _check_type(value: Any, expected: Any, where: str) -> Any:
 
 
 def _parse_env(text: str, expected: Any, var: str) -> Any:
-    options = [a for a in (typing.get_args(expected) or (expected,)) if a is not type(None)]
+    is_union = typing.get_origin(expected) in (typing.Union, types.UnionType)
+    options = [a for a in (typing.get_args(expected) if is_union else (expected,)) if a is not type(None)]
     base = typing.get_origin(options[0]) or options[0]
     try:
         if base is bool:

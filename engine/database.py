@@ -93,6 +93,7 @@ class Database:
                 threads=max(2, self.threads),  # at 1 thread DuckDB fights the GIL (FACTS §4)
                 memory_limit=f"{self.memory_bytes // 1024**2}MB",
                 temp_dir=self.catalog.data_dir / ".colonnade" / "spill",
+                max_spill_bytes=self.settings.limits.max_spill_bytes // max(1, self.settings.server.workers),
             )
         from engine.backends.polars import PolarsBackend
 

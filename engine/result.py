@@ -40,6 +40,7 @@ class Result:
         self._table: pa.Table | None = None
         self._started = time.perf_counter() if started is None else started
         self._finished: float | None = None
+        self.rows = 0  # rows read so far
 
     # -- streaming -------------------------------------------------------------------------
 
@@ -54,7 +55,9 @@ class Result:
             raise RuntimeError("this result was already streamed; call arrow() before reader() to read it twice")
         batches, self._batches = self._batches, None
         try:
-            yield from batches
+            for batch in batches:
+                self.rows += batch.num_rows
+                yield batch
         finally:
             self._finished = time.perf_counter()
 

@@ -65,6 +65,7 @@ class DuckDBBackend(Backend):
         threads: int = 2,
         memory_limit: str = "2GB",
         temp_dir: str | Path | None = None,
+        max_spill_bytes: int | None = None,
     ) -> None:
         config: dict[str, Any] = {"threads": threads, "memory_limit": memory_limit}
         self._con = duckdb.connect(config=config)
@@ -77,6 +78,8 @@ class DuckDBBackend(Backend):
         if temp_dir is not None:
             self._con.execute(f"SET temp_directory = {quote_str(str(temp_dir))}")
             dirs.append(str(temp_dir))
+        if max_spill_bytes is not None:
+            self._con.execute(f"SET max_temp_directory_size = '{max_spill_bytes // 1024**2}MiB'")
         for statement in (
             f"SET allowed_directories = {sql_literal(dirs)}",
             "SET enable_external_access = false",

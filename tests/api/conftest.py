@@ -24,6 +24,7 @@ class Server:
     url: str
     process: subprocess.Popen
     data_dir: Path
+    log: Path
 
     def client(self, **kwargs) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=60, **kwargs)
@@ -42,19 +43,21 @@ def serve(data_dir: Path, *, workers: int = 1, env: dict[str, str] | None = None
     environ.update(env or {})
     cmd = [COLONNADE, "serve", "--data", str(data_dir), "--host", "127.0.0.1", "--port", str(port),
            "--workers", str(workers)]  # fmt: skip
-    log = open(data_dir.parent / f"server-{port}.log", "wb")  # noqa: SIM115 - closed below
+    log_path = data_dir.parent / f"server-{port}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=environ, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_healthy(url, process)
-        yield Server(url, process, data_dir)
+        yield Server(url, process, data_dir, log_path)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        with contextlib.suppress(ProcessLookupError):  # it may have died on its own
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
         log.close()
 
 
