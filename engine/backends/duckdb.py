@@ -186,7 +186,8 @@ class DuckDBBackend(Backend):
 
 def translate_error(exc: BaseException) -> ColonnadeError:
     """Map a DuckDB exception to the Colonnade error a client should see."""
-    message = str(exc).split("\n\nLINE", 1)[0].strip()
+    # DuckDB appends the offending line and tuning advice for its own operators: keep the cause.
+    message = str(exc).split("\n\n", 1)[0].strip()
     for prefix in ("Binder Error: ", "Catalog Error: ", "Parser Error: ", "Conversion Error: ",
                    "Invalid Input Error: ", "Out of Range Error: ", "Permission Error: "):  # fmt: skip
         message = message.replace(prefix, "")

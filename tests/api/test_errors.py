@@ -157,3 +157,20 @@ def test_client_gone_mid_stream_leaks_nothing(server: Server, http: httpx.Client
     assert thread_count(server.process.pid) <= baseline + 2
     assert_engine_idle(server.process.pid)
     assert http.get("/api/sql", params={"q": "SELECT 8 AS x"}).json()["rows"] == [{"x": 8}]
+
+
+def test_runaway_recursive_cte_is_stopped(http: httpx.Client, server: Server) -> None:
+    runaway = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r"
+    problem(http.post("/api/sql", json={"sql": runaway, "timeout_s": 0.5}), 504, "query_timeout")
+    assert_engine_idle(server.process.pid)
+    assert http.get("/api/sql", params={"q": "SELECT 9 AS x"}).json()["rows"] == [{"x": 9}]
+
+
+def test_memory_limit_is_enforced_per_worker(mutable_dir) -> None:
+    from tests.api.conftest import serve
+
+    hungry = "SELECT length(string_agg(repeat('x', 100), ',')) AS n FROM range(5000000)"
+    with serve(mutable_dir, env={"COLONNADE_LIMITS_MEMORY_LIMIT": "200MB"}) as small, small.client() as client:
+        body = problem(client.post("/api/sql", content=hungry), 503, "resource_exhausted")
+        assert "memory" in body["detail"]
+        assert client.get("/api/sql", params={"q": "SELECT count(*) AS n FROM events"}).json()["rows"] == [{"n": 100}]
