@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             routes.health, routes.ready, routes.list_tables, routes.describe_table, routes.table_history,
             routes.table_rows, routes.sql_get, routes.sql_post, console.index,
+            console.static_files,
         ],  # fmt: skip
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
