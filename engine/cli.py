@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from engine.config import Settings, load_settings
 from engine.errors import ColonnadeError
 
 OUTPUT_FORMATS = ("table", "csv", "json", "ndjson", "parquet", "arrow")
+ENGINE_CHOICES = ("duckdb", "polars", "spark", "auto")
 
 
 def fail(message: str) -> None:
@@ -57,11 +59,12 @@ def main() -> None:
 @click.option("--host", help="Address to bind (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default 8000).")
 @click.option("--workers", type=int, help="Worker processes (default 1).")
-def serve(settings: Settings, host: str | None, port: int | None, workers: int | None) -> None:
+@click.option("--engine", "engine_name", type=click.Choice(ENGINE_CHOICES), help="Default engine (default duckdb).")
+def serve(settings: Settings, host: str | None, port: int | None, workers: int | None, engine_name: str | None) -> None:
     """Serve the data directory over HTTP."""
     from api.server import run
 
-    for key, value in (("host", host), ("port", port), ("workers", workers)):
+    for key, value in (("host", host), ("port", port), ("workers", workers), ("engine", engine_name)):
         if value is not None:
             setattr(settings.server, key, value)
     run(settings)
@@ -88,27 +91,60 @@ def demo(settings: Settings, scale: float) -> None:
 @click.option("--partition-by", help="Comma-separated partition columns.")
 @click.option("--mode", type=click.Choice(["append", "overwrite"]), default="append", show_default=True)
 @click.option("--schema-evolution", type=click.Choice(["strict", "add-columns"]), default="strict", show_default=True)
+@click.option("--on-error", default="fail", show_default=True, help="fail, or quarantine=PATH to skip bad rows.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def ingest(settings: Settings, sources: tuple[str, ...], table: str, fmt: str | None, partition_by: str | None,
-           mode: str, schema_evolution: str, as_json: bool) -> None:  # fmt: skip
-    """Ingest files (CSV, NDJSON, Parquet, Arrow IPC) into a managed table, as one commit."""
+           mode: str, schema_evolution: str, on_error: str, as_json: bool) -> None:  # fmt: skip
+    """Ingest files (CSV, NDJSON, Parquet, Arrow IPC; '-' for stdin) into a managed table, as one commit."""
     from engine.catalog import Catalog
+    from engine.database import engine_resources
     from engine.ingest import ingest as run_ingest
 
     catalog = Catalog(settings.data_dir, settings.tables, create=True)
     partitions = [c.strip() for c in partition_by.split(",") if c.strip()] if partition_by else None
-    summary = run_ingest(catalog, list(sources), table, format=fmt, partition_by=partitions, mode=mode,
-                         schema_evolution=schema_evolution)  # fmt: skip
+    threads, memory = engine_resources(settings)
+    with ingest_progress(f"ingest {table}") as report:
+        summary = run_ingest(catalog, list(sources), table, format=fmt, partition_by=partitions, mode=mode,
+                             schema_evolution=schema_evolution, on_error=on_error, progress=report,
+                             threads=max(2, threads * max(1, settings.server.workers)),
+                             memory_limit=f"{min(memory, 1024**3) // 1024**2}MB")  # fmt: skip
     click.echo(json.dumps(summary.to_dict()) if as_json else str(summary))
+
+
+class ingest_progress:
+    """A transfer bar on a terminal (stderr): input MB read of the total, and MB/s."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._bar: Any = None
+
+    def __enter__(self) -> Callable[[int, int], None] | None:
+        if not sys.stderr.isatty():
+            return None
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                             TimeElapsedColumn(), console=Console(stderr=True), transient=True)  # fmt: skip
+        self._bar.start()
+        self._task = self._bar.add_task(self.label, total=None)
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        self._bar.update(self._task, completed=done, total=total or None)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
 
 
 @main.command()
 @common
 @click.argument("sql")
-@click.option("--engine", "engine_name", type=click.Choice(["duckdb", "polars"]), default="duckdb", show_default=True)
+@click.option("--engine", "engine_name", type=click.Choice(ENGINE_CHOICES), help="Engine (default: [server] engine, duckdb).")
 @click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="table", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
-def query(settings: Settings, sql: str, engine_name: str, fmt: str, output: str | None) -> None:
+def query(settings: Settings, sql: str, engine_name: str | None, fmt: str, output: str | None) -> None:
     """Run one read-only SQL query."""
     from engine.formats import encode
 
@@ -165,33 +201,74 @@ def schema(settings: Settings, name: str) -> None:
 @main.command()
 @common
 @click.argument("name")
-def history(settings: Settings, name: str) -> None:
-    """Show the versions of a managed table."""
-    for entry in open_db(settings).history(name):
-        click.echo(f"v{entry['version']}\t{entry['timestamp']}\t{entry['operation']}\trows_added={entry['rows_added']}")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+def history(settings: Settings, name: str, as_json: bool) -> None:
+    """Show the versions of a managed table: version, time, operation, rows added."""
+    from engine.storage import history as table_history
+
+    for entry in table_history(open_catalog(settings), name):
+        if as_json:
+            click.echo(json.dumps(entry, default=str))
+            continue
+        when = _iso(entry["timestamp"])
+        rows = "" if entry["rows_added"] is None else f"rows_added={entry['rows_added']}"
+        click.echo(f"v{entry['version']}\t{when}\t{entry['operation']}\t{rows}")
 
 
-@main.group()
-def token() -> None:
-    """Manage API bearer tokens."""
-
-
-@token.command("create")
+@main.command()
 @common
-@click.option("--name", required=True, help="A name for the token (shown in the query log).")
-@click.option("--tables", help="Comma-separated tables the token may read.")
-@click.option("--all", "all_tables", is_flag=True, help="Grant every table.")
-@click.option("--admin", is_flag=True, help="Also grant admin operations.")
-def token_create(settings: Settings, name: str, tables: str | None, all_tables: bool, admin: bool) -> None:
-    """Create a token and print its secret (shown once; only a hash is stored)."""
-    from engine.tokens import TokenStore
+@click.argument("name")
+@click.option("--target-size", default="128MB", show_default=True, help="Target file size.")
+def compact(settings: Settings, name: str, target_size: str) -> None:
+    """Rewrite small files into target-size files, as one commit (same rows)."""
+    from engine.database import parse_size
+    from engine.storage import compact as compact_table
 
-    if tables and all_tables:
-        fail("use --tables or --all, not both")
-    granted = [t.strip() for t in (tables or "").split(",") if t.strip()]
-    secret = TokenStore(settings.tokens_file).create(name, tables=granted, all_tables=all_tables, admin=admin)
-    click.echo(secret)
-    click.echo(f"token {name!r} stored (hashed) in {settings.tokens_file}; the secret above is not shown again", err=True)
+    with progress(1, f"compacting {name}") as advance:
+        out = compact_table(open_catalog(settings), name, parse_size(target_size))
+        advance("done")
+    click.echo(f"{name}: {out['files_removed']} file(s) compacted into {out['files_added']} → version {out['version']}")
+
+
+@main.command()
+@common
+@click.argument("name")
+@click.option("--retain-hours", type=float, default=168.0, show_default=True, help="Keep files versions this recent need.")
+@click.option("--dry-run", is_flag=True, help="List what would be deleted.")
+def vacuum(settings: Settings, name: str, retain_hours: float, dry_run: bool) -> None:
+    """Delete files no retained version needs (and leftovers of crashed ingests)."""
+    from engine.storage import vacuum as vacuum_table
+
+    files = vacuum_table(open_catalog(settings), name, retain_hours, dry_run=dry_run)
+    for f in files if dry_run else ():
+        click.echo(f)
+    click.echo(f"{name}: {len(files)} file(s) {'would be ' if dry_run else ''}deleted", err=dry_run)
+
+
+@main.command()
+@common
+@click.argument("name")
+@click.option("--to-version", type=int, required=True, help="The version to restore.")
+def rollback(settings: Settings, name: str, to_version: int) -> None:
+    """Restore an earlier version as a new commit (history is kept)."""
+    from engine.storage import rollback as rollback_table
+
+    version = rollback_table(open_catalog(settings), name, to_version)
+    click.echo(f"{name}: restored version {to_version} → version {version}")
+
+
+def open_catalog(settings: Settings):
+    from engine.catalog import Catalog
+
+    return Catalog(settings.data_dir, settings.tables)
+
+
+def _iso(ms: Any) -> str:
+    import datetime as dt
+
+    if not isinstance(ms, (int, float)):
+        return str(ms)
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc).isoformat(timespec="seconds")
 
 
 class progress:

@@ -86,6 +86,33 @@ class ConcurrentWrite(IngestError):
     title = "Concurrent write"
 
 
+class SourceNotFound(IngestError):
+    code = "source_not_found"
+    title = "Input not found"
+
+
+class EmptySource(IngestError):
+    code = "source_empty"
+    title = "Input is empty"
+
+
+class UnknownFormat(IngestError):
+    code = "unknown_format"
+    title = "Unknown input format"
+
+
+class BadRow(IngestError):
+    """A malformed input row; the message names the file, line and column."""
+
+    code = "bad_row"
+    title = "Malformed input row"
+
+
+class PartitionMismatch(SchemaMismatch):
+    code = "partition_mismatch"
+    title = "Partitioning mismatch"
+
+
 # --- queries -----------------------------------------------------------------------------
 
 

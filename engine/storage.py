@@ -1,23 +1,140 @@
-"""Managed tables on disk: Delta Lake writes and maintenance, one atomic commit each."""
+"""Managed tables on disk: Delta Lake commits and maintenance, one atomic commit each.
+
+Ingestion writes Parquet files itself (DuckDB ``COPY``) straight into the table directory and
+then commits them here with one Delta transaction. Until that commit the files are invisible
+to every reader (Delta readers only see files named in ``_delta_log``), so a crash at any point
+leaves the previous version intact; ``vacuum`` later deletes such orphans.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
 
-from engine.catalog import Catalog, check_table_name, latest_delta_version
+from engine.catalog import DELTA_LOG, Catalog, check_table_name, latest_delta_version
 from engine.errors import ConcurrentWrite, IngestError, SchemaMismatch, TableNotFound, TableReadOnly
 
 WriteMode = Literal["append", "overwrite"]
+DEFAULT_RETAIN_HOURS = 168.0  # Delta's default: a week of time travel
+DEFAULT_TARGET_FILE_BYTES = 128 * 1024**2
 
 
-def writable_path(catalog: Catalog, table: str):
+def writable_path(catalog: Catalog, table: str) -> Path:
     check_table_name(table)
     if catalog.is_external(table):
         raise TableReadOnly(f"table {table!r} is an external table declared in the config; it cannot be written")
     return catalog.table_path(table)
+
+
+@dataclass(frozen=True)
+class TableState:
+    """What an ingest must know about the target before it writes: does it exist, and how."""
+
+    exists: bool
+    version: int | None = None
+    schema: pa.Schema | None = None
+    partitions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """One Parquet file written into the table directory, not yet committed."""
+
+    path: str  # relative to the table directory
+    size: int
+    rows: int
+    partition_values: dict[str, str | None]
+
+
+def table_state(path: Path) -> TableState:
+    from deltalake import DeltaTable
+
+    if not (path / DELTA_LOG).is_dir():
+        return TableState(exists=False)
+    try:
+        dt = DeltaTable(str(path))
+        schema = pa.schema(dt.schema().to_arrow())
+        return TableState(True, dt.version(), schema, tuple(dt.metadata().partition_columns))
+    except Exception as exc:  # deltalake raises several unrelated types for a damaged log
+        raise IngestError(f"table {path.name!r} cannot be read: {exc}") from None
+
+
+def commit_files(
+    path: Path,
+    files: Sequence[WrittenFile],
+    *,
+    schema: pa.Schema,
+    partitions: Sequence[str],
+    mode: WriteMode,
+    state: TableState,
+    metadata: dict[str, str],
+) -> int:
+    """Commit already-written files as ONE Delta version and return it.
+
+    The transaction is checked against the version ``state`` was read at: another writer that
+    committed meanwhile makes delta-rs retry a blind append, or raise a conflict we turn into
+    ``ConcurrentWrite`` (nothing of ours becomes visible then).
+    """
+    from deltalake import DeltaTable, Schema
+    from deltalake.exceptions import CommitFailedError, DeltaError
+    from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
+
+    now_ms = int(time.time() * 1000)
+    actions = [
+        AddAction(f.path, f.size, f.partition_values, now_ms, True, json.dumps({"numRecords": f.rows})) for f in files
+    ]
+    props = CommitProperties(custom_metadata=metadata)
+    try:
+        if state.exists:
+            dt = DeltaTable(str(path), version=state.version)
+            dt.create_write_transaction(actions, mode, schema, list(partitions) or None, commit_properties=props)
+        else:
+            create_table_with_add_actions(str(path), Schema.from_arrow(schema), actions, mode="error",
+                                          partition_by=list(partitions) or None, commit_properties=props)  # fmt: skip
+    except CommitFailedError as exc:
+        raise ConcurrentWrite(f"table {path.name!r}: another writer committed first; nothing was written ({exc})") from None
+    except DeltaError as exc:
+        if not state.exists and (path / DELTA_LOG).is_dir():  # another ingest created it first
+            raise ConcurrentWrite(f"table {path.name!r} was created by another writer meanwhile; nothing was written") from None
+        raise IngestError(f"table {path.name!r}: {exc}") from None
+    except (ValueError, TypeError, pa.ArrowException) as exc:  # e.g. a type Delta cannot store
+        raise SchemaMismatch(f"table {path.name!r}: {exc}") from None
+    return latest_delta_version(path)
+
+
+def write_stream(
+    path: Path,
+    reader: pa.RecordBatchReader,
+    *,
+    partitions: Sequence[str],
+    mode: WriteMode,
+    schema_mode: str | None,
+    metadata: dict[str, str],
+) -> int:
+    """Write a stream with delta-rs's own writer, as one commit. Used when the commit must also
+    change the table's schema (``add-columns``), which a plain add-files transaction cannot."""
+    from deltalake import write_deltalake
+    from deltalake.exceptions import CommitFailedError, DeltaError, SchemaMismatchError
+    from deltalake.transaction import CommitProperties
+
+    try:
+        write_deltalake(str(path), reader, mode=mode, partition_by=list(partitions) or None,
+                        schema_mode=schema_mode,
+                        commit_properties=CommitProperties(custom_metadata=metadata))  # fmt: skip
+    except SchemaMismatchError as exc:
+        raise SchemaMismatch(f"table {path.name!r}: {exc}") from None
+    except CommitFailedError as exc:
+        raise ConcurrentWrite(f"table {path.name!r}: another writer committed first; nothing was written ({exc})") from None
+    except DeltaError as exc:
+        raise IngestError(f"table {path.name!r}: {exc}") from None
+    return latest_delta_version(path)
 
 
 def write_table(
@@ -29,26 +146,32 @@ def write_table(
     partition_by: Sequence[str] | None = None,
     add_columns: bool = False,
 ) -> int:
-    """Write ``data`` as one Delta commit and return the new version."""
-    from deltalake import write_deltalake
-    from deltalake.exceptions import CommitFailedError, DeltaError, SchemaMismatchError
-
+    """Write Arrow data as one Delta commit and return the new version (delta-rs writer)."""
     path = writable_path(catalog, table)
-    try:
-        write_deltalake(
-            str(path),
-            data,
-            mode=mode,
-            partition_by=list(partition_by) if partition_by else None,
-            schema_mode="merge" if add_columns else ("overwrite" if mode == "overwrite" else None),
-        )
-    except SchemaMismatchError as exc:
-        raise SchemaMismatch(f"table {table!r}: {exc}") from None
-    except CommitFailedError as exc:
-        raise ConcurrentWrite(f"table {table!r}: another writer committed first ({exc})") from None
-    except DeltaError as exc:
-        raise IngestError(f"table {table!r}: {exc}") from None
-    return latest_delta_version(path)
+    reader = data.to_reader() if isinstance(data, pa.Table) else data
+    schema_mode = "merge" if add_columns else ("overwrite" if mode == "overwrite" else None)
+    return write_stream(path, reader, partitions=partition_by or (), mode=mode, schema_mode=schema_mode, metadata={})
+
+
+def remove_uncommitted(path: Path, files: Iterable[Path]) -> None:
+    """Delete files an aborted ingest wrote, and the partition directories it left empty."""
+    for file in files:
+        file.unlink(missing_ok=True)
+        parent = file.parent
+        while parent != path and parent.is_relative_to(path):
+            try:
+                parent.rmdir()  # only succeeds when empty: never removes committed data
+            except OSError:
+                break
+            parent = parent.parent
+    if path.is_dir() and not (path / DELTA_LOG).exists():
+        try:
+            path.rmdir()  # a brand-new table that never committed leaves nothing behind
+        except OSError:
+            pass
+
+
+# -- maintenance ---------------------------------------------------------------------------
 
 
 def _delta(catalog: Catalog, table: str):
@@ -58,6 +181,14 @@ def _delta(catalog: Catalog, table: str):
     if catalog.is_external(name):
         raise TableReadOnly(f"table {name!r} is external: it has no Delta history")
     return DeltaTable(str(catalog.table_path(name)))
+
+
+def _rows_added(entry: dict[str, Any]) -> int | None:
+    metrics = entry.get("operationMetrics") or {}
+    for value in (entry.get("colonnade.rows"), metrics.get("num_added_rows"), metrics.get("numOutputRows")):
+        if value is not None and str(value).isdigit():
+            return int(value)
+    return None
 
 
 def history(catalog: Catalog, table: str) -> list[dict[str, Any]]:
@@ -71,12 +202,43 @@ def history(catalog: Catalog, table: str) -> list[dict[str, Any]]:
                 "timestamp": entry.get("timestamp"),
                 "operation": entry.get("operation"),
                 "parameters": entry.get("operationParameters") or {},
-                "rows_added": metrics.get("num_added_rows"),
-                "files_added": metrics.get("num_added_files"),
+                "rows_added": _rows_added(entry),
+                "files_added": metrics.get("num_added_files", metrics.get("numFiles")),
                 "files_removed": metrics.get("num_removed_files"),
             }
         )
     return out
+
+
+def compact(catalog: Catalog, table: str, target_bytes: int = DEFAULT_TARGET_FILE_BYTES) -> dict[str, Any]:
+    """Rewrite small files into ``target_bytes`` files: one commit, same rows. delta-rs marks the
+    commit ``dataChange=false``, so readers and caches see the same data at the new version."""
+    dt = _delta(catalog, table)
+    before = dt.version()
+    metrics = dt.optimize.compact(target_size=target_bytes)
+    return {"table": table, "version_before": before, "version": dt.version(),
+            "files_added": metrics.get("numFilesAdded", 0), "files_removed": metrics.get("numFilesRemoved", 0)}  # fmt: skip
+
+
+def vacuum(catalog: Catalog, table: str, retain_hours: float = DEFAULT_RETAIN_HOURS, *, dry_run: bool = False) -> list[str]:
+    """Delete files no version newer than ``retain_hours`` needs, including orphans from
+    crashed ingests (``full=True`` lists the directory instead of trusting tombstones only)."""
+    if retain_hours < 0:
+        raise IngestError("--retain-hours must be >= 0")
+    dt = _delta(catalog, table)
+    return dt.vacuum(retention_hours=int(retain_hours), dry_run=dry_run, enforce_retention_duration=False, full=True)
+
+
+def rollback(catalog: Catalog, table: str, version: int) -> int:
+    """A NEW commit whose contents equal ``version`` (history is kept; it is not a reset)."""
+    dt = _delta(catalog, table)
+    if not 0 <= version <= dt.version():
+        raise IngestError(f"table {table!r} has versions 0..{dt.version()}; cannot roll back to {version}")
+    try:
+        dt.restore(version)
+    except Exception as exc:  # e.g. the files of that version were vacuumed
+        raise IngestError(f"table {table!r}: cannot restore version {version}: {exc}") from None
+    return dt.version()
 
 
 def table_exists(catalog: Catalog, table: str) -> bool:
@@ -85,3 +247,7 @@ def table_exists(catalog: Catalog, table: str) -> bool:
         return True
     except TableNotFound:
         return False
+
+
+def file_size(path: str | os.PathLike[str]) -> int:
+    return os.stat(path).st_size
