@@ -157,7 +157,11 @@ function drawAxes(ctx, s, plot, xName, yName) {
     for (const t of s.xTicks) {
       const px = Math.round(s.x(t)) + 0.5;
       line(ctx, px, plot.y1, px, plot.y1 + 4, COLORS.axis);
-      ctx.fillText(tickLabel(t, s.xKind, span), px, plot.y1 + 7);
+      const label = tickLabel(t, s.xKind, span);
+      const half = ctx.measureText(label).width / 2;
+      // Keep the end labels inside the canvas rather than centred under their tick.
+      const cx = Math.min(Math.max(px, half + 2), plot.x1 + PAD.right - half - 2);
+      ctx.fillText(label, cx, plot.y1 + 7);
     }
   }
   line(ctx, plot.x0, plot.y1 + 0.5, plot.x1, plot.y1 + 0.5, COLORS.axis);

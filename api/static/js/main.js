@@ -37,9 +37,16 @@ class Console {
     this.engine.addEventListener("change", () => localStorage.setItem(ENGINE_KEY, this.engine.value));
     const token = $("token");
     token.value = getToken();
-    token.addEventListener("change", () => {
+    const applyToken = () => {
+      if (token.value.trim() === getToken()) return;
       setToken(token.value.trim());
       this.tables.load();
+    };
+    token.addEventListener("change", applyToken);
+    $("token-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      applyToken();
+      this.editor.focus();
     });
     const sideTabs = [$("tab-tables"), $("tab-history")];
     sideTabs.forEach((t) => t.addEventListener("click", () => {
@@ -214,7 +221,7 @@ class Console {
   }
 
   historyItem(h) {
-    const meta = h.ok ? `${formatCount(h.rows)} rows · ${formatMs(h.ms)}` : "failed";
+    const meta = h.ok ? `${formatCount(h.rows)} row${h.rows === 1 ? "" : "s"} · ${formatMs(h.ms)}` : "failed";
     const li = el("li", { class: h.ok ? "history-item" : "history-item failed", tabindex: "0",
       title: "Click to edit · double-click or Enter to run" },
       el("pre", { class: "history-sql" }, h.sql.trim()),

@@ -28,11 +28,13 @@ export class Results {
     $("truncated").hidden = true;
     $("downloads").hidden = true;
     $("results-empty").hidden = true;
+    $("results-grid").hidden = true;
     this.grid.reset([]);
   }
 
   setColumns(columns) {
     this.columns = columns;
+    $("results-grid").hidden = false;
     this.grid.reset(columns);
     this.fillChartControls();
   }

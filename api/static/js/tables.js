@@ -17,6 +17,7 @@ export class TableBrowser {
     this.onError = onError;
     this.tables = [];
     this.expanded = new Set();
+    this.active = null;
     this.filter.addEventListener("input", () => this.render());
     this.filter.addEventListener("keydown", (e) => this.filterKey(e));
   }
@@ -66,7 +67,7 @@ export class TableBrowser {
       el("span", { class: `badge badge-${table.kind}` }, table.kind),
       table.version === null || table.version === undefined ? "" : el("span", { class: "version" }, `v${table.version}`),
       el("span", { class: "rows", title: `${formatCount(table.row_count)} rows` }, formatCompact(table.row_count)));
-    const li = el("li", { class: "table-item", "data-table": table.name },
+    const li = el("li", { class: table.name === this.active ? "table-item active" : "table-item", "data-table": table.name },
       el("div", { class: "table-row" }, toggle, name, meta));
     if (open) li.append(columnList(table.columns, query, (c) => this.onInsert?.(quoteIdent(c))));
     toggle.addEventListener("click", () => {
@@ -74,15 +75,21 @@ export class TableBrowser {
       else this.expanded.add(table.name);
       this.render();
     });
-    name.addEventListener("click", () => this.onOpen(table.name));
+    name.addEventListener("click", () => this.open(table.name));
     name.addEventListener("dblclick", () => this.onInsert?.(quoteIdent(table.name)));
     return li;
+  }
+
+  open(name) {
+    this.active = name;
+    this.render();
+    this.onOpen(name);
   }
 
   filterKey(e) {
     if (e.key === "Enter") {
       const first = this.visible()[0];
-      if (first) this.onOpen(first.name);
+      if (first) this.open(first.name);
     } else if (e.key === "Escape") {
       this.filter.value = "";
       this.render();
