@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?= data
 SCALE ?= 0.1
 
-.PHONY: serve test install install-test demo lint bench clean
+.PHONY: serve test install install-test demo lint bench clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,12 @@ demo: install
 serve: demo
 	$(BIN)/colonnade serve --data $(DATA)
 
-test: install-test
+test: install-test chromium
 	$(BIN)/python -m pytest
+
+# The console's browser tests drive Debian's chromium (Playwright cannot download browsers here).
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 lint: install-test
 	$(BIN)/pip install --quiet ruff && $(BIN)/ruff check engine api tests
