@@ -319,7 +319,7 @@ class _Job:
         if src.fmt == "csv":
             # Reject tables give file/line/column for every bad row (and make the sniffer
             # tolerant of a ragged row in its sample instead of guessing a wrong dialect).
-            opts += ["header = true", "store_rejects = true"]
+            opts = opts[1:] + ["header = true", "store_rejects = true"]  # rejects exclude union_by_name
             types = _csv_types(self.con, target)
             if types:
                 opts.append("types = {" + ", ".join(f"{_lit(k)}: {_lit(v)}" for k, v in types.items()) + "}")
@@ -417,12 +417,15 @@ class _Job:
         if self.src.fmt != "csv":  # only CSV has per-row rejects; write an empty, well-formed file
             self.con.execute("CREATE TEMP TABLE reject_errors AS SELECT NULL::VARCHAR AS file_path, NULL::BIGINT AS line, "
                              "NULL::VARCHAR AS column_name, NULL::VARCHAR AS error_type, NULL::VARCHAR AS error_message, "
-                             "NULL::VARCHAR AS csv_line, NULL::UBIGINT AS scan_id, NULL::UBIGINT AS file_id LIMIT 0")  # fmt: skip
+                             "NULL::VARCHAR AS csv_line, NULL::UBIGINT AS scan_id, NULL::UBIGINT AS file_id, NULL::UBIGINT AS column_idx LIMIT 0")  # fmt: skip
             self.con.execute("CREATE TEMP TABLE reject_scans AS SELECT NULL::UBIGINT AS scan_id, NULL::UBIGINT AS file_id, "
                              "NULL::VARCHAR AS file_path LIMIT 0")  # fmt: skip
         self.con.execute(
-            "COPY (SELECT s.file_path AS file, e.line, e.column_name AS column, e.error_type, e.error_message AS reason, "
-            "e.csv_line AS row FROM reject_errors e JOIN reject_scans s USING (scan_id, file_id) ORDER BY file, line) "
+            # One quarantined row per bad input row, even when several of its columns failed.
+            "COPY (SELECT s.file_path AS file, e.line, first(e.column_name ORDER BY e.column_idx) AS column, "
+            "first(e.error_type ORDER BY e.column_idx) AS error_type, "
+            "string_agg(e.error_message, '; ' ORDER BY e.column_idx) AS reason, first(e.csv_line) AS row "
+            "FROM reject_errors e JOIN reject_scans s USING (scan_id, file_id) GROUP BY ALL ORDER BY file, line) "
             f"TO {_lit(str(self.quarantine))} (FORMAT {fmt})"
         )
 

@@ -1,0 +1,196 @@
+"""Ingestion through the real ``colonnade ingest`` CLI and ``db.ingest``: formats, partitions,
+schema policy, bad rows and quarantine, and every bad input leaving the table untouched."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+import engine
+from engine.errors import SchemaMismatch
+
+COLONNADE = str(Path(sys.executable).parent / "colonnade")
+
+
+def cli(*args: str, cwd: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLONNADE_")}
+    return subprocess.run([COLONNADE, *args], cwd=cwd, env=env, input=stdin, capture_output=True, timeout=120)
+
+
+def table_state(table_dir: Path) -> tuple[list[str], list[str]]:
+    """(commit files, every other file) of a table: what "unchanged" means on disk."""
+    files = sorted(str(p.relative_to(table_dir)) for p in table_dir.rglob("*") if p.is_file())
+    return [f for f in files if f.startswith("_delta_log")], [f for f in files if not f.startswith("_delta_log")]
+
+
+def checksum(sql_from: str) -> tuple[int, int]:
+    """(rows, order-independent hash of every row), computed by DuckDB, not per row in Python."""
+    con = duckdb.connect()
+    return con.execute(f"SELECT count(*), sum(hash(row_data)) FROM {sql_from} AS row_data").fetchone()  # type: ignore[return-value]
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    """Inputs plus a data dir holding table ``t`` (partitioned by year) at version 0."""
+    (tmp_path / "in").mkdir()
+    base = pa.table({"id": pa.array([1, 2, 3, 4], pa.int64()), "year": [2023, 2024, 2024, 2025],
+                     "city": ["a", "b", None, "d"], "amount": [1.5, None, 3.25, 4.0]})  # fmt: skip
+    pacsv.write_csv(base, tmp_path / "in" / "base.csv")
+    done = cli("ingest", "in/base.csv", "--table", "t", "--partition-by", "year", "--data", "data", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr.decode()
+    return tmp_path
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+BAD_INPUTS = {
+    "missing file": (["in/nope.csv"], "no such file"),
+    "empty file": (["in/empty.csv"], "file is empty"),
+    "ragged row": (["in/ragged.csv"], "line 3"),
+    "type clash": (["in/clash.csv"], "column 'id'"),
+    "wrong partitions": (["in/base.csv", "--partition-by", "city"], "partitioned by year"),
+    "unknown format": (["in/data.xlsx"], "format"),
+    "bad table name": (["in/base.csv", "--table", "bad-name"], "not a valid table name"),
+    "external table": (["in/base.csv", "--table", "ext"], "external"),
+    "strict schema": (["in/extra.csv"], "'extra' (BIGINT) is not in the table"),
+    "not parquet": (["in/fake.parquet"], "not a Parquet file"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_fails_cleanly(work: Path, case: str) -> None:
+    (work / "in" / "empty.csv").write_bytes(b"")
+    write(work / "in" / "ragged.csv", "id,year,city,amount\n5,2024,x,1.0\n6,2024\n7,2025,y,2.0\n")
+    write(work / "in" / "clash.csv", "id,year,city,amount\n5,2024,x,1.0\nseven,2025,y,2.0\n")
+    write(work / "in" / "data.xlsx", "whatever")
+    write(work / "in" / "extra.csv", "id,year,city,amount,extra\n5,2024,x,1.0,9\n")
+    write(work / "in" / "fake.parquet", "id\n1\n")
+    write(work / "colonnade.toml", f'[[tables]]\nname = "ext"\nuri = "{work / "in" / "base.csv"}"\n')
+    args, says = BAD_INPUTS[case]
+    if "--table" not in args:
+        args = [*args, "--table", "t"]
+    before = table_state(work / "data" / "t")
+    done = cli("ingest", *args, "--data", "data", cwd=work)
+    stderr = done.stderr.decode()
+    assert done.returncode == 1, stderr
+    assert stderr.startswith("error: ") and stderr.count("\n") == 1 and "Traceback" not in stderr, stderr
+    assert says in stderr, stderr
+    assert table_state(work / "data" / "t") == before  # same version, no stray files
+    assert not (work / "data" / "ext").exists() and not (work / "data" / "bad-name").exists()
+
+
+def test_bad_row_names_file_line_and_column(work: Path) -> None:
+    done = cli("ingest", "in/clash.csv", "--table", "t", "--data", "data", cwd=write_clash(work))
+    line = done.stderr.decode()
+    assert "clash.csv: line 3: column 'id'" in line and "seven" in line and "nothing was written" in line
+
+
+def write_clash(work: Path) -> Path:
+    write(work / "in" / "clash.csv", "id,year,city,amount\n5,2024,x,1.0\nseven,2025,y,2.0\n8,2025,z,\n")
+    return work
+
+
+def test_quarantine_commits_good_rows_and_keeps_bad_ones(work: Path) -> None:
+    write_clash(work)
+    write(work / "in" / "ragged.csv", "id,year,city,amount\n9,2024\n10,2024,k,1.0\n")
+    done = cli("ingest", "in/clash.csv", "in/ragged.csv", "--table", "t", "--data", "data", "--json",
+               "--on-error", "quarantine=bad/rows.csv", cwd=work)  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    summary = json.loads(done.stdout)
+    assert (summary["rows"], summary["rejected"], summary["version"], summary["files"]) == (3, 2, 1, 2)
+    bad = pacsv.read_csv(work / "bad" / "rows.csv").to_pylist()
+    assert [(Path(r["file"]).name, r["line"], r["column"]) for r in bad] == [("clash.csv", 3, "id"), ("ragged.csv", 2, "city")]
+    assert "seven" in bad[0]["reason"] and bad[0]["row"].startswith("seven")
+    with engine.Database(work / "data") as db:
+        ids = [r[0] for r in db.sql("SELECT id FROM t ORDER BY id").fetchall()]
+    assert ids == [1, 2, 3, 4, 5, 8, 10]
+
+
+def test_summary_line_and_gzip_named_csv(work: Path) -> None:
+    raw = (work / "in" / "base.csv").read_bytes()
+    (work / "in" / "zipped.csv").write_bytes(gzip.compress(raw))  # gzip, whatever the name says
+    done = cli("ingest", "in/zipped.csv", "--table", "t", "--data", "data", cwd=work)
+    assert done.returncode == 0, done.stderr.decode()
+    line = done.stdout.decode()
+    assert line.count("\n") == 1 and done.stderr == b""  # no progress bar off a terminal
+    assert line.startswith("t: 4 rows from 1 file(s),") and "MB in" in line and "MB out" in line and line.endswith("→ version 1\n")
+
+
+def test_stdin_directories_globs_and_formats(work: Path) -> None:
+    src = pacsv.read_csv(work / "in" / "base.csv")
+    pq.write_table(src, work / "in" / "a.parquet")
+    (work / "in" / "dir").mkdir()
+    pq.write_table(src.slice(0, 2), work / "in" / "dir" / "b.parquet")
+    pq.write_table(src.slice(2), work / "in" / "dir" / "c.parquet")
+    done = cli("ingest", "in/a.parquet", "in/dir", "--table", "p", "--data", "data", "--json", cwd=work)
+    assert done.returncode == 0, done.stderr.decode()
+    assert json.loads(done.stdout)["files"] == 3 and json.loads(done.stdout)["rows"] == 8
+    ndjson = b"".join(json.dumps(r).encode() + b"\n" for r in src.to_pylist())
+    done = cli("ingest", "-", "--format", "ndjson", "--table", "t", "--data", "data", cwd=work, stdin=ndjson)
+    assert done.returncode == 0, done.stderr.decode()
+    with pa.ipc.new_file(work / "in" / "x.arrow", src.schema) as w:
+        w.write_table(src)
+    done = cli("ingest", "in/*.arrow", "--table", "t", "--data", "data", cwd=work)
+    assert done.returncode == 0, done.stderr.decode()
+    with engine.Database(work / "data") as db:
+        assert db.sql("SELECT count(*) FROM t").fetchall() == [(12,)]
+        assert db.table("t").version == 2 and db.table("t").partitions == ("year",)
+
+
+def test_parity_many_csv_files_one_commit(tmp_path: Path) -> None:
+    con = duckdb.connect()
+    (tmp_path / "in").mkdir()
+    for i in range(4):
+        con.execute(f"COPY (SELECT range AS k, {i} AS part, 'v' || (range * 7 % 1000) AS s, range / 3 AS f, "
+                    f"DATE '2020-01-01' + (range % 400)::INTEGER AS d FROM range({i} * 50000, ({i} + 1) * 50000)) "
+                    f"TO '{tmp_path / 'in' / f'f{i}.csv'}' (HEADER)")  # fmt: skip
+    with engine.Database(tmp_path / "data", create=True) as db:
+        summary = db.ingest(str(tmp_path / "in" / "*.csv"), table="big", partition_by=["part"])
+        assert (summary.version, summary.files, summary.rows) == (0, 4, 200_000)
+        assert len(db.history("big")) == 1  # many files, one commit
+        files = db.table("big").files
+    source = checksum(f"(SELECT k, part, s, f, d FROM read_csv('{tmp_path / 'in' / '*.csv'}'))")
+    table = checksum(f"(SELECT k, part, s, f, d FROM read_parquet({list(files)}, hive_partitioning = true))")
+    assert source == table and source[0] == 200_000
+
+
+def test_schema_policy(tmp_path: Path) -> None:
+    with engine.Database(tmp_path / "data", create=True) as db:
+        db.ingest(pa.table({"a": pa.array([1], pa.int64()), "x": pa.array([1.0], pa.float64())}), table="s")
+        # safe widening: int32 → int64, float32 → float64
+        db.ingest(pa.table({"a": pa.array([2], pa.int32()), "x": pa.array([2.5], pa.float32())}), table="s")
+        with pytest.raises(SchemaMismatch, match=r"'a' is INTEGER in the table but BIGINT"):
+            db.ingest(pa.table({"a": pa.array([1], pa.int32())}), table="s32")  # create an int32 table
+            db.ingest(pa.table({"a": pa.array([2**40], pa.int64())}), table="s32")  # lossy: refused
+        with pytest.raises(SchemaMismatch, match=r"'b' \(VARCHAR\) is not in the table"):
+            db.ingest(pa.table({"a": [3], "x": [3.0], "b": ["new"]}), table="s")
+        with pytest.raises(SchemaMismatch, match=r"'x' is DOUBLE in the table but VARCHAR"):
+            db.ingest(pa.table({"a": [3], "x": ["text"]}), table="s")
+        assert db.table("s").version == 1
+        summary = db.ingest(pa.table({"a": [3], "x": [3.0], "b": ["new"]}), table="s", schema_evolution="add-columns")
+        assert summary.version == 2 and db.schema("s").names == ["a", "x", "b"]
+        rows = db.sql("SELECT a, x, b FROM s ORDER BY a").fetchall()
+    assert rows == [(1, 1.0, None), (2, 2.5, None), (3, 3.0, "new")]
+
+
+def test_overwrite_replaces_rows_and_may_repartition(work: Path) -> None:
+    done = cli("ingest", "in/base.csv", "--table", "t", "--mode", "overwrite", "--partition-by", "city",
+               "--data", "data", cwd=work)  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    with engine.Database(work / "data") as db:
+        snap = db.table("t")
+        assert (snap.version, snap.partitions, snap.row_count) == (1, ("city",), 4)
+        assert db.sql("SELECT count(*) FROM t WHERE city IS NULL").fetchall() == [(1,)]
