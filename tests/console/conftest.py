@@ -84,15 +84,13 @@ def run_sql(page: sync_api.Page, sql: str, *, engine: str | None = None) -> str:
         page.select_option("#engine", engine)
     editor = page.locator("#sql")
     editor.fill(sql)
+    page.eval_on_selector("#status", "s => delete s.dataset.state")
     editor.press("Control+Enter")
     return wait_done(page)
 
 
 def wait_done(page: sync_api.Page) -> str:
-    page.wait_for_function(
-        "() => !document.querySelector('#run').classList.contains('running')"
-        " && /rows? ·|Failed/.test(document.querySelector('#status').textContent)"
-    )
+    page.wait_for_selector("#status[data-state=done]")
     return page.inner_text("#status")
 
 

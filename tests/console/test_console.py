@@ -94,7 +94,7 @@ def test_clicking_a_table_shows_first_rows_and_history(open_console, api: httpx.
     assert cells[0] == str(history[0]["version"]) and cells[2].startswith(history[0]["operation"])
     # "Query this table" runs a SELECT over it.
     page.click("#detail-query")
-    assert wait_done(page) == f"25 rows · {page.inner_text('#status').split(' · ')[1]}"
+    assert wait_done(page).startswith("25 rows · ")
     assert "FROM nation" in page.input_value("#sql")
 
 

@@ -114,6 +114,7 @@ class Console {
     if (this.activeOutput() === "tab-table") this.showOutput("tab-results");
     if (updateUrl) history.replaceState(null, "", shareUrl(this.editor.value, engine));
     setStatus("Running…");
+    $("status").dataset.state = "running";
     const started = performance.now();
     try {
       const tail = await streamQuery({
@@ -140,6 +141,7 @@ class Console {
         this.running = null;
         this.setRunning(false);
       }
+      $("status").dataset.state = "done";
       if (!$("pane-history").hidden) this.renderHistory();
     }
   }
@@ -208,7 +210,7 @@ class Console {
 
   authHint(err) {
     if (err?.status === 401) {
-      setStatus("Unauthorized: enter a token at the top right");
+      setStatus("Failed · 401: enter a token at the top right");
       $("token").focus();
     }
   }
