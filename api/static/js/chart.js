@@ -103,7 +103,7 @@ function makeScales(series, plot, kind) {
   const xLo = series.xKind === "time" ? xMin : Math.min(xMin, xTicks[0]);
   const xHi = series.xKind === "time" ? xMax : Math.max(xMax, xTicks[xTicks.length - 1]);
   const x = (v) => plot.x0 + ((v - xLo) / (xHi - xLo || 1)) * (plot.x1 - plot.x0);
-  return { y, yTicks, x, xTicks, xKind: series.xKind };
+  return { y, yTicks, x, xTicks, xKind: series.xKind, xSpan: xHi - xLo };
 }
 
 // Math.min(...array) overflows the stack on huge arrays: reduce in chunks first.
@@ -124,15 +124,40 @@ export function niceTicks(lo, hi, count) {
   return ticks;
 }
 
-function timeTicks(lo, hi) {
-  const count = 6;
-  return Array.from({ length: count + 1 }, (_, i) => lo + ((hi - lo) * i) / count);
+const DAY = 86400e3;
+
+/** Ticks on calendar boundaries (UTC): years, months or days, whichever gives 3–10 of them. */
+export function timeTicks(lo, hi) {
+  const span = hi - lo;
+  if (span > 3 * 365 * DAY) return calendarTicks(lo, hi, "year", [1, 2, 5, 10, 20, 50, 100]);
+  if (span > 90 * DAY) return calendarTicks(lo, hi, "month", [1, 2, 3, 6]);
+  if (span > 3 * DAY) return calendarTicks(lo, hi, "day", [1, 2, 7, 14]);
+  return niceTicks(lo, hi, 6).filter((t) => t >= lo && t <= hi);
+}
+
+function calendarTicks(lo, hi, unit, steps) {
+  const start = new Date(lo);
+  const units = unit === "year" ? (hi - lo) / (365.25 * DAY) : unit === "month" ? (hi - lo) / (30.44 * DAY) : (hi - lo) / DAY;
+  const step = steps.find((s) => units / s <= 10) || steps[steps.length - 1];
+  let y = start.getUTCFullYear(), m = unit === "year" ? 0 : start.getUTCMonth(), d = unit === "day" ? start.getUTCDate() : 1;
+  if (unit === "year") y = Math.ceil(y / step) * step;
+  const ticks = [];
+  for (let t = Date.UTC(y, m, d); t <= hi && ticks.length < 200; ) {
+    if (t >= lo) ticks.push(t);
+    if (unit === "year") y += step;
+    else if (unit === "month") m += step;
+    else d += step;
+    t = Date.UTC(y, m, d);
+  }
+  return ticks.length >= 2 ? ticks : [lo, hi];
 }
 
 function tickLabel(v, kind, span) {
   if (kind === "time") {
     const iso = new Date(v).toISOString();
-    return span > 3 * 86400e3 ? iso.slice(0, 10) : iso.slice(0, 16).replace("T", " ");
+    if (span > 3 * 365 * DAY) return iso.slice(0, 4);
+    if (span > 90 * DAY) return iso.slice(0, 7);
+    return span > 3 * DAY ? iso.slice(0, 10) : iso.slice(0, 16).replace("T", " ");
   }
   const abs = Math.abs(v);
   if (abs >= 1e6) return new Intl.NumberFormat("en", { notation: "compact", maximumFractionDigits: 2 }).format(v);
@@ -153,11 +178,10 @@ function drawAxes(ctx, s, plot, xName, yName) {
   ctx.textBaseline = "top";
   if (s.xKind === "category") drawCategoryLabels(ctx, s, plot);
   else {
-    const span = s.xTicks[s.xTicks.length - 1] - s.xTicks[0];
     for (const t of s.xTicks) {
       const px = Math.round(s.x(t)) + 0.5;
       line(ctx, px, plot.y1, px, plot.y1 + 4, COLORS.axis);
-      const label = tickLabel(t, s.xKind, span);
+      const label = tickLabel(t, s.xKind, s.xSpan);
       const half = ctx.measureText(label).width / 2;
       // Keep the end labels inside the canvas rather than centred under their tick.
       const cx = Math.min(Math.max(px, half + 2), plot.x1 + PAD.right - half - 2);

@@ -164,7 +164,7 @@ export class TableDetail {
     }
     for (const h of history) {
       const rows = h.rows_added ?? h.operation_metrics?.num_added_rows ?? "";
-      const files = h.files_added === undefined ? "" : `+${h.files_added} / −${h.files_removed ?? 0}`;
+      const files = Number.isFinite(h.files_added) ? `+${h.files_added} / −${h.files_removed ?? 0}` : "";
       const mode = h.parameters?.mode ? ` (${h.parameters.mode})` : "";
       body.append(el("tr", {}, el("td", { class: "num" }, String(h.version)), el("td", {}, formatTime(h.timestamp)),
         el("td", {}, `${h.operation || ""}${mode}`), el("td", { class: "num" }, rows === "" ? "" : formatCount(rows)),
