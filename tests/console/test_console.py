@@ -186,8 +186,10 @@ def test_csv_download_is_byte_identical_to_the_api(open_console, api: httpx.Clie
 
 def test_chart_draws_one_mark_per_row(open_console) -> None:
     page = open_console()
-    sql = "SELECT r_name, count(*) AS suppliers FROM supplier JOIN nation ON s_nationkey = n_nationkey " \
-          "JOIN region ON n_regionkey = r_regionkey GROUP BY 1 ORDER BY 1"
+    sql = (
+        "SELECT r_name, count(*) AS suppliers FROM supplier JOIN nation ON s_nationkey = n_nationkey "
+        "JOIN region ON n_regionkey = r_regionkey GROUP BY 1 ORDER BY 1"
+    )
     assert run_sql(page, sql).startswith("5 rows")
     page.click("#tab-chart")
     assert page.input_value("#chart-kind") == "bar"
@@ -198,8 +200,11 @@ def test_chart_draws_one_mark_per_row(open_console) -> None:
         assert page.get_attribute("#chart", "data-marks") == "5", kind
         assert mark_pixels(page) > 100, kind
     # A numeric x axis over many rows: one point per row, nulls in y skipped.
-    run_sql(page, "SELECT o_totalprice AS x, CASE WHEN o_orderkey % 10 = 0 THEN NULL ELSE o_custkey END AS y "
-                  "FROM orders LIMIT 2000")
+    run_sql(
+        page,
+        "SELECT o_totalprice AS x, CASE WHEN o_orderkey % 10 = 0 THEN NULL ELSE o_custkey END AS y "
+        "FROM orders LIMIT 2000",
+    )
     page.click("#tab-chart")
     page.select_option("#chart-kind", "scatter")
     assert page.get_attribute("#chart", "data-marks") == "1800"
@@ -208,13 +213,16 @@ def test_chart_draws_one_mark_per_row(open_console) -> None:
 
 def mark_pixels(page) -> int:
     """Pixels painted in the mark colour (#2f6fb0, give or take anti-aliasing)."""
-    return page.eval_on_selector("#chart", """c => {
+    return page.eval_on_selector(
+        "#chart",
+        """c => {
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
         let n = 0;
         for (let i = 0; i < d.length; i += 4)
             if (Math.abs(d[i] - 47) < 30 && Math.abs(d[i + 1] - 111) < 30 && Math.abs(d[i + 2] - 176) < 30 && d[i + 3] > 100) n++;
         return n;
-    }""")
+    }""",
+    )
 
 
 def test_100k_rows_stream_into_a_virtual_grid(open_console) -> None:
@@ -227,17 +235,20 @@ def test_100k_rows_stream_into_a_virtual_grid(open_console) -> None:
     row_elements = page.locator("#results-grid .grid-row").count()
     assert 10 <= row_elements <= 80, row_elements
     page.eval_on_selector("#results-grid .grid-scroll", "s => s.scrollTop = s.scrollHeight")
-    page.wait_for_function("() => [...document.querySelectorAll('#results-grid .grid-row:not([hidden])')]"
-                           ".some(r => r.firstChild.textContent === '100000')")
-    last = [r for r in grid_rows(page) if r[0] == "100000"][0]
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#results-grid .grid-row:not([hidden])')]"
+        ".some(r => r.firstChild.textContent === '100000')"
+    )
+    last = next(r for r in grid_rows(page) if r[0] == "100000")
     assert last == ["100000", "99999", "199998", "row 99999"]
     assert page.locator("#results-grid .grid-row").count() == row_elements
     # Sorting by a header click reorders the 100k rows in place.
     page.locator("#results-grid .grid-head").nth(0).click()
     page.locator("#results-grid .grid-head").nth(0).click()  # descending
     page.eval_on_selector("#results-grid .grid-scroll", "s => s.scrollTop = 0")
-    page.wait_for_function("() => document.querySelector('#results-grid .grid-row .grid-cell:nth-child(2)')"
-                           ".textContent === '99999'")
+    page.wait_for_function(
+        "() => document.querySelector('#results-grid .grid-row .grid-cell:nth-child(2)').textContent === '99999'"
+    )
 
 
 def test_result_past_the_row_limit_says_it_is_truncated(open_console) -> None:

@@ -12,15 +12,18 @@ const decimalScale = (type) => {
   return m ? Number(m[1]) : null;
 };
 
-/** A cell's text: exact digits for numbers (decimals keep their scale), NULL for nulls. */
-export function formatCell(value, type) {
-  if (value === null || value === undefined) return "NULL";
-  if (typeof value === "number") {
-    const scale = decimalScale(type);
-    return scale !== null && Number.isFinite(value) ? value.toFixed(scale) : String(value);
-  }
-  if (typeof value === "object") return JSON.stringify(value);
-  return String(value);
+/**
+ * The formatter for one column's type, built once per result rather than per cell: exact
+ * digits for numbers (decimals keep their scale), NULL for nulls, JSON for nested values.
+ */
+export function cellFormatter(type) {
+  const scale = decimalScale(type);
+  return (value) => {
+    if (value === null || value === undefined) return "NULL";
+    if (typeof value === "number") return scale !== null && Number.isFinite(value) ? value.toFixed(scale) : String(value);
+    if (typeof value === "object") return JSON.stringify(value);
+    return String(value);
+  };
 }
 
 const compact = new Intl.NumberFormat("en", { notation: "compact", maximumFractionDigits: 1 });

@@ -2,7 +2,7 @@
 // the DOM, as a fixed pool of row elements whose cells are refilled on scroll.
 
 import { el, clear } from "./dom.js";
-import { formatCell, isNumericType } from "./format.js";
+import { cellFormatter, isNumericType } from "./format.js";
 
 const ROW_HEIGHT = 24;
 const OVERSCAN = 8;
@@ -33,6 +33,7 @@ export class Grid {
   /** Start a new result with these columns ({name, type}). */
   reset(columns) {
     this.columns = columns;
+    this.formatters = columns.map((c) => cellFormatter(c.type));
     this.rows = [];
     this.order = null;
     this.sort = null;
@@ -62,7 +63,7 @@ export class Grid {
     const sample = this.rows.slice(0, SAMPLE_ROWS);
     this.widths = this.columns.map((col, i) => {
       let chars = Math.max(col.name.length, Math.min(col.type.length, 14)) + 2;
-      for (const row of sample) chars = Math.max(chars, formatCell(row[i], col.type).length);
+      for (const row of sample) chars = Math.max(chars, this.formatters[i](row[i]).length);
       return Math.round(Math.min(Math.max(chars * CHAR_WIDTH + 18, 64), 420));
     });
     this.renderHeader();
@@ -164,10 +165,13 @@ export class Grid {
     for (let i = 0; i < this.columns.length; i++) {
       const value = row[i];
       const cell = cells[i + 1];
-      const text = formatCell(value, this.columns[i].type);
-      if (cell.textContent !== text) cell.textContent = text;
-      cell.classList.toggle("null", value === null || value === undefined);
-      cell.title = text.length > 40 ? text : "";
+      const text = this.formatters[i](value);
+      const isNull = value === null || value === undefined;
+      const wasNull = cell.classList.contains("null");
+      if (cell.textContent === text && wasNull === isNull) continue;
+      cell.textContent = text;
+      if (wasNull !== isNull) cell.classList.toggle("null", isNull);
+      if (text.length > 40 || cell.title) cell.title = text.length > 40 ? text : "";
     }
   }
 }
