@@ -25,8 +25,8 @@ from litestar.response import Stream
 
 from api.cache import ResultCache, cache_key, etag_for
 from engine.backends.base import QueryControl
-from engine.database import ENGINES, Database
-from engine.errors import ColonnadeError, InvalidRequest, Overloaded, QueryCancelled
+from engine.database import Database, check_engine
+from engine.errors import ColonnadeError, Overloaded, QueryCancelled
 from engine.formats import MEDIA_TYPES, encode
 from engine.result import Result
 from engine.sql import ValidatedQuery
@@ -123,8 +123,7 @@ class QueryService:
         return Stream(self._relay(stream, key, entry), media_type=MEDIA_TYPES[q.fmt], headers=headers)
 
     def _prepare(self, q: QueryRequest) -> tuple[ValidatedQuery, str]:
-        if q.engine not in ENGINES:
-            raise InvalidRequest(f"unknown engine {q.engine!r} (choose from {', '.join(ENGINES)})")
+        check_engine(q.engine, allow_auto=True)
         query = self.db.validate(q.sql)
         if q.token is not None:  # every table it touches: joins, CTEs, subqueries alike
             q.token.check_tables(query.tables)

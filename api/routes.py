@@ -152,7 +152,7 @@ async def table_rows(request: Request, state: State, name: str) -> Response:
     snap, token = await _snapshot(request, state, name)
     fmt = _format(request)
     rest = compile_rest(snap.name, snap.schema, request.query_params.multi_items())
-    engine = request.query_params.get("engine", "duckdb")
+    engine = request.query_params.get("engine") or state.db.settings.server.engine
     q = QueryRequest(rest.sql, rest.params, engine, fmt, None, cacheable=True, token=token)
     return await _service(state).respond(request, q)
 
@@ -165,7 +165,8 @@ async def sql_get(request: Request, state: State) -> Response:
     text = params.get("q")
     if not text:
         raise InvalidRequest("missing query parameter q (the SQL to run)")
-    q = QueryRequest(text, parse_params(params.get("params")), params.get("engine", "duckdb"), _format(request),
+    engine = params.get("engine") or state.db.settings.server.engine
+    q = QueryRequest(text, parse_params(params.get("params")), engine, _format(request),
                      _timeout(params.get("timeout_s")), cacheable=True, token=token)  # fmt: skip
     return await _service(state).respond(request, q)
 
@@ -197,7 +198,7 @@ async def sql_post(request: Request, state: State) -> Response:
     q = QueryRequest(
         text,
         params if params is not None else parse_params(query.get("params")),
-        engine or query.get("engine", "duckdb"),
+        engine or query.get("engine") or state.db.settings.server.engine,
         _format(request),
         timeout if timeout is not None else _timeout(query.get("timeout_s")),
         cacheable=False,

@@ -15,6 +15,7 @@ def worker_environment(settings: Settings) -> dict[str, str]:
         "COLONNADE_SERVER_HOST": settings.server.host,
         "COLONNADE_SERVER_PORT": str(settings.server.port),
         "COLONNADE_SERVER_WORKERS": str(settings.server.workers),
+        "COLONNADE_SERVER_ENGINE": settings.server.engine,
     }
     if settings.source is not None:
         env["COLONNADE_CONFIG"] = str(settings.source.resolve())

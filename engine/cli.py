@@ -257,6 +257,29 @@ def rollback(settings: Settings, name: str, to_version: int) -> None:
     click.echo(f"{name}: restored version {to_version} → version {version}")
 
 
+@main.group()
+def token() -> None:
+    """Manage API bearer tokens."""
+
+
+@token.command("create")
+@common
+@click.option("--name", required=True, help="A name for the token (shown in the query log).")
+@click.option("--tables", help="Comma-separated tables the token may read.")
+@click.option("--all", "all_tables", is_flag=True, help="Grant every table.")
+@click.option("--admin", is_flag=True, help="Also grant admin operations.")
+def token_create(settings: Settings, name: str, tables: str | None, all_tables: bool, admin: bool) -> None:
+    """Create a token and print its secret (shown once; only a hash is stored)."""
+    from engine.tokens import TokenStore
+
+    if tables and all_tables:
+        fail("use --tables or --all, not both")
+    granted = [t.strip() for t in (tables or "").split(",") if t.strip()]
+    secret = TokenStore(settings.tokens_file).create(name, tables=granted, all_tables=all_tables, admin=admin)
+    click.echo(secret)
+    click.echo(f"token {name!r} stored (hashed) in {settings.tokens_file}; the secret above is not shown again", err=True)
+
+
 def open_catalog(settings: Settings):
     from engine.catalog import Catalog
 

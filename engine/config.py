@@ -28,6 +28,7 @@ class ServerSettings:
     port: int = 8000
     workers: int = 1
     cors_origins: list[str] = field(default_factory=list)
+    engine: str = "duckdb"  # the default engine: duckdb, polars, spark or auto
 
 
 @dataclass
@@ -66,6 +67,14 @@ class CacheSettings:
 
 
 @dataclass
+class SparkSettings:
+    remote: str = ""  # a Spark Connect URL, sc://host:15002; empty: no Spark engine
+    # engine="auto" sends a query to Spark when the tables it reads hold at least this many
+    # bytes; 0 keeps every auto query on DuckDB.
+    auto_min_bytes: int = 0
+
+
+@dataclass
 class ExternalTable:
     name: str
     uri: str
@@ -80,6 +89,7 @@ class Settings:
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
+    spark: SparkSettings = field(default_factory=SparkSettings)
     tables: list[ExternalTable] = field(default_factory=list)
     source: Path | None = None  # the file these settings came from, if any
 
@@ -105,6 +115,7 @@ SECTIONS: dict[str, type] = {
     "limits": LimitsSettings,
     "auth": AuthSettings,
     "cache": CacheSettings,
+    "spark": SparkSettings,
 }
 
 

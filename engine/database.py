@@ -10,7 +10,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,14 @@ from engine.errors import ConfigError, InvalidRequest
 from engine.result import Result
 from engine.sql import ValidatedQuery, validate
 
-ENGINES = ("duckdb", "polars")
+ENGINES = ("duckdb", "polars", "spark")
+AUTO = "auto"  # DuckDB, or Spark when the tables are past [spark] auto_min_bytes
+
+
+def check_engine(engine: str, *, allow_auto: bool = False) -> None:
+    known = (*ENGINES, AUTO) if allow_auto else ENGINES
+    if engine not in known:
+        raise InvalidRequest(f"unknown engine {engine!r} (choose from {', '.join(known)})")
 
 
 def total_memory_bytes() -> int:
@@ -77,8 +84,9 @@ class Database:
     # -- queries ---------------------------------------------------------------------------
 
     def backend(self, engine: str) -> Backend:
-        if engine not in ENGINES:
-            raise InvalidRequest(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
+        check_engine(engine)
+        if engine == "spark" and not self.settings.spark.remote:
+            raise InvalidRequest("the spark engine is not configured: set [spark] remote (or COLONNADE_SPARK_REMOTE)")
         with self._lock:
             if engine not in self._backends:
                 self._backends[engine] = self._make_backend(engine)
@@ -95,9 +103,23 @@ class Database:
                 temp_dir=self.catalog.data_dir / ".colonnade" / "spill",
                 max_spill_bytes=self.settings.limits.max_spill_bytes // max(1, self.settings.server.workers),
             )
+        if engine == "spark":
+            from engine.backends.spark import SparkBackend
+
+            return SparkBackend(self.settings.spark.remote)
         from engine.backends.polars import PolarsBackend
 
         return PolarsBackend()
+
+    def choose_engine(self, engine: str | None, tables: Mapping[str, TableSnapshot]) -> str:
+        """``None`` means the configured default; ``auto`` routes big scans to Spark."""
+        engine = engine or self.settings.server.engine
+        check_engine(engine, allow_auto=True)
+        if engine != AUTO:
+            return engine
+        spark = self.settings.spark
+        size = sum(t.bytes for t in tables.values())
+        return "spark" if spark.remote and spark.auto_min_bytes > 0 and size >= spark.auto_min_bytes else "duckdb"
 
     def validate(self, sql: str) -> ValidatedQuery:
         limits = self.settings.limits
@@ -108,7 +130,7 @@ class Database:
         sql: str | ValidatedQuery,
         params: Sequence[Any] | None = None,
         *,
-        engine: str = "duckdb",
+        engine: str | None = None,
         timeout_s: float | None = None,
         batch_rows: int | None = None,
         control: QueryControl | None = None,
@@ -118,15 +140,17 @@ class Database:
         started = time.perf_counter()
         query = sql if isinstance(sql, ValidatedQuery) else self.validate(sql)
         bound = query.check_params(params)
-        backend = self.backend(engine)
         tables = self.catalog.snapshot(query.tables)
+        engine = self.choose_engine(engine, tables)
+        backend = self.backend(engine)
         if control is None:
             control = QueryControl(self.settings.limits.query_timeout_s if timeout_s is None else timeout_s)
         kwargs = {"batch_rows": batch_rows} if batch_rows else {}
         execution = backend.execute(query, bound, tables, control, **kwargs)
         return Result(execution.schema, execution, engine=engine, sql=query.text, cancel=execution.cancel, started=started)
 
-    def sql(self, sql: str, params: Sequence[Any] | None = None, engine: str = "duckdb", timeout_s: float | None = None) -> Result:
+    def sql(self, sql: str, params: Sequence[Any] | None = None, engine: str | None = None,
+            timeout_s: float | None = None) -> Result:  # fmt: skip
         """Run one read-only query (the notebook entry point)."""
         return self.execute(sql, params, engine=engine, timeout_s=timeout_s)
 

@@ -26,3 +26,24 @@ def db(tpch_dir: Path) -> Iterator[engine.Database]:
     database = engine.Database(tpch_dir)
     yield database
     database.close()
+
+
+@pytest.fixture(scope="session")
+def spark_remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A local Spark Connect server (local[2]) for the whole session, started on first use."""
+    from engine.backends.spark_local import local_connect_server
+    from tests.api.conftest import free_port
+
+    log = tmp_path_factory.mktemp("spark") / "spark-connect.log"
+    with local_connect_server(free_port(), log=log) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def spark_db(tpch_dir: Path, spark_remote: str) -> Iterator[engine.Database]:
+    from engine.config import load_settings
+
+    settings = load_settings(environ={"COLONNADE_SPARK_REMOTE": spark_remote})
+    database = engine.Database(tpch_dir, settings=settings)
+    yield database
+    database.close()

@@ -26,43 +26,13 @@ from engine.errors import (
     TableNotFound,
     UnsupportedQuery,
 )
+from engine.backends.semantics import duckdb_semantics, regular_schema
 from engine.sql import ValidatedQuery, bind_literals
 
 _POLL_S = 0.002
-_FLOATS = {exp.DataType.Type.DOUBLE, exp.DataType.Type.FLOAT}
-
-
-def _divide_as_double(node: exp.Expression) -> exp.Expression:
-    """DuckDB's ``/`` always gives DOUBLE; Polars keeps DECIMAL for decimal operands."""
-    if isinstance(node, exp.Div) and not isinstance(node, exp.IntDiv):
-        left = node.this
-        if not (isinstance(left, exp.Cast) and left.to.this in _FLOATS):
-            node.set("this", exp.cast(left.copy(), exp.DataType.build("DOUBLE")))
-    return node
-
-
-def _date_parts_as_bigint(node: exp.Expression) -> exp.Expression:
-    """DuckDB's EXTRACT/YEAR/... give BIGINT; Polars gives Int32."""
-    if isinstance(node, (exp.Extract, exp.Year, exp.Month, exp.Day)) and not isinstance(node.parent, exp.Cast):
-        return exp.cast(node.copy(), exp.DataType.build("BIGINT"))
-    return node
-
-
-def _interval_arithmetic_as_timestamp(node: exp.Expression) -> exp.Expression:
-    """DuckDB's ``date ± INTERVAL`` gives TIMESTAMP; Polars keeps DATE."""
-    if (
-        isinstance(node, (exp.Add, exp.Sub))
-        and isinstance(node.expression, exp.Interval)
-        and not isinstance(node.parent, exp.Cast)
-    ):
-        return exp.cast(node.copy(), exp.DataType.build("TIMESTAMP"))
-    return node
-
-
 def polars_sql(query: ValidatedQuery, params: Sequence[Any]) -> str:
     """The SQL text Polars runs: DuckDB semantics kept where the two engines differ."""
-    ast = bind_literals(query.ast, params) if params else query.ast.copy()
-    ast = ast.transform(_divide_as_double).transform(_date_parts_as_bigint).transform(_interval_arithmetic_as_timestamp)
+    ast = duckdb_semantics(bind_literals(query.ast, params) if params else query.ast.copy())
     # Quote every identifier: Polars' parser takes words like TOP as keywords, and it matches
     # names case-sensitively whether quoted or not, so quoting changes nothing else.
     body = ast.sql(dialect="duckdb", identify=True)
@@ -88,23 +58,6 @@ def scan(snap: TableSnapshot) -> pl.LazyFrame:
     if snap.format == "ndjson":
         return pl.scan_ndjson(files)
     raise EngineError(f"table {snap.name}: unsupported format {snap.format!r}")
-
-
-def _regular(t: pa.DataType) -> pa.DataType:
-    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
-        return pa.string()
-    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
-        return pa.binary()
-    if pa.types.is_large_list(t) or pa.types.is_list(t):
-        return pa.list_(_regular(t.value_type))
-    if pa.types.is_struct(t):
-        return pa.struct([pa.field(f.name, _regular(f.type), f.nullable) for f in t])
-    return t
-
-
-def regular_schema(schema: pa.Schema) -> pa.Schema:
-    """Polars hands out large/view string types; DuckDB and clients expect the regular ones."""
-    return pa.schema([pa.field(f.name, _regular(f.type), f.nullable) for f in schema])
 
 
 class PolarsBackend(Backend):

@@ -1,0 +1,69 @@
+"""DuckDB's semantics, kept on the other engines where they differ (the SQL clients write is
+DuckDB's dialect), and one Arrow type vocabulary for every engine's results."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from sqlglot import exp
+
+_FLOATS = {exp.DataType.Type.DOUBLE, exp.DataType.Type.FLOAT}
+
+
+def _divide_as_double(node: exp.Expression) -> exp.Expression:
+    """DuckDB's ``/`` always gives DOUBLE; Polars and Spark keep DECIMAL for decimal operands."""
+    if isinstance(node, exp.Div) and not isinstance(node, exp.IntDiv):
+        left = node.this
+        if not (isinstance(left, exp.Cast) and left.to.this in _FLOATS):
+            node.set("this", exp.cast(left.copy(), exp.DataType.build("DOUBLE")))
+    return node
+
+
+def _date_parts_as_bigint(node: exp.Expression) -> exp.Expression:
+    """DuckDB's EXTRACT/YEAR/... give BIGINT; Polars and Spark give 32-bit ints."""
+    if isinstance(node, (exp.Extract, exp.Year, exp.Month, exp.Day)) and not isinstance(node.parent, exp.Cast):
+        return exp.cast(node.copy(), exp.DataType.build("BIGINT"))
+    return node
+
+
+def _interval_arithmetic_as_timestamp(node: exp.Expression) -> exp.Expression:
+    """DuckDB's ``date ± INTERVAL`` gives TIMESTAMP; Polars keeps DATE."""
+    if (
+        isinstance(node, (exp.Add, exp.Sub))
+        and isinstance(node.expression, exp.Interval)
+        and not isinstance(node.parent, exp.Cast)
+    ):
+        return exp.cast(node.copy(), exp.DataType.build("TIMESTAMP"))
+    return node
+
+
+def _average_as_double(node: exp.Expression) -> exp.Expression:
+    """DuckDB's AVG is DOUBLE; Spark's AVG of a DECIMAL is a DECIMAL rounded to scale + 4."""
+    if isinstance(node, exp.Avg) and not (isinstance(node.this, exp.Cast) and node.this.to.this in _FLOATS):
+        node.set("this", exp.cast(node.this.copy(), exp.DataType.build("DOUBLE")))
+    return node
+
+
+def duckdb_semantics(ast: exp.Expression) -> exp.Expression:
+    """Rewrite ``ast`` (in place) so another engine computes what DuckDB would."""
+    for rule in (_divide_as_double, _date_parts_as_bigint, _interval_arithmetic_as_timestamp, _average_as_double):
+        ast = ast.transform(rule)
+    return ast
+
+
+def _regular(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+        return pa.binary()
+    if pa.types.is_large_list(t) or pa.types.is_list(t):
+        return pa.list_(_regular(t.value_type))
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, _regular(f.type), f.nullable) for f in t])
+    return t
+
+
+def regular_schema(schema: pa.Schema) -> pa.Schema:
+    """Polars and Spark hand out large/view string types; DuckDB and clients expect the regular ones."""
+    return pa.schema([pa.field(f.name, _regular(f.type), f.nullable) for f in schema])
+
+

@@ -1,0 +1,82 @@
+"""A local Spark Connect server (``local[N]``) from the pyspark package, for development,
+tests and benchmarks — a real cluster is the production target.
+
+    python -m engine.backends.spark_local --port 15002      # then: sc://127.0.0.1:15002
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+CONNECT_SERVER = "org.apache.spark.sql.connect.service.SparkConnectServer"
+
+
+def spark_home() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).parent
+
+
+def command(port: int, *, cores: int = 2, driver_memory: str = "2g") -> list[str]:
+    return [
+        str(spark_home() / "bin" / "spark-submit"), "--class", CONNECT_SERVER, "--master", f"local[{cores}]",
+        "--name", "colonnade-spark", "--driver-memory", driver_memory,
+        "--conf", f"spark.connect.grpc.binding.port={port}",
+        "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
+        "--conf", "spark.ui.enabled=false",
+        "--conf", "spark.sql.shuffle.partitions=4",
+        "spark-internal",
+    ]  # fmt: skip
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextlib.contextmanager
+def local_connect_server(port: int, *, log: Path | None = None, timeout_s: float = 120) -> Iterator[str]:
+    """Start a server, wait until it listens, yield its ``sc://`` URL, stop it afterwards."""
+    env = {**os.environ, "SPARK_HOME": str(spark_home())}
+    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(command(port), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not _listening(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the Spark Connect server did not start (exit {proc.poll()}); see {log}")
+            time.sleep(0.5)
+        yield f"sc://127.0.0.1:{port}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if log:
+            out.close()  # type: ignore[union-attr]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=15002)
+    args = parser.parse_args()
+    with local_connect_server(args.port) as url:
+        print(f"Spark Connect listening on {url} (Ctrl+C to stop)", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
+
+
+if __name__ == "__main__":
+    main()
