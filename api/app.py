@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-
-import logging
 
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
@@ -45,17 +44,21 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     # Leave room for JSON around a maximal SQL text; past this Litestar answers 413 itself.
     body_limit = settings.limits.max_sql_bytes * 2 + 64 * 1024
+    handlers = [
+        routes.health, routes.ready, routes.list_tables, routes.describe_table, routes.table_history,
+        routes.table_rows, routes.sql_get, routes.sql_post, console.index, console.static_files,
+    ]  # fmt: skip
+    cors = CORSConfig(
+        allow_origins=settings.server.cors_origins,
+        allow_headers=["Authorization", "Content-Type"],
+        expose_headers=["ETag", ELAPSED_HEADER],
+    )
     return Litestar(
-        route_handlers=[
-            routes.health, routes.ready, routes.list_tables, routes.describe_table, routes.table_history,
-            routes.table_rows, routes.sql_get, routes.sql_post, console.index,
-            console.static_files,
-        ],  # fmt: skip
+        route_handlers=handlers,
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=body_limit,
-        cors_config=CORSConfig(allow_origins=settings.server.cors_origins, allow_headers=["Authorization", "Content-Type"],
-                               expose_headers=["ETag", ELAPSED_HEADER]) if settings.server.cors_origins else None,
+        cors_config=cors if settings.server.cors_origins else None,
         openapi_config=OpenAPIConfig(title="Colonnade", version=__version__, path="/schema"),
     )
 

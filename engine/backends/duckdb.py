@@ -30,7 +30,6 @@ from engine.errors import (
 )
 from engine.sql import ValidatedQuery
 
-
 KEEP_VIEW_VERSIONS = 8
 
 

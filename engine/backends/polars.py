@@ -13,9 +13,9 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
-from sqlglot import exp
 
 from engine.backends.base import DEFAULT_BATCH_ROWS, Backend, Execution, QueryControl
+from engine.backends.semantics import duckdb_semantics, regular_schema
 from engine.catalog import TableSnapshot
 from engine.errors import (
     ColonnadeError,
@@ -26,7 +26,6 @@ from engine.errors import (
     TableNotFound,
     UnsupportedQuery,
 )
-from engine.backends.semantics import duckdb_semantics, regular_schema
 from engine.sql import ValidatedQuery, bind_literals
 
 _POLL_S = 0.002
