@@ -96,13 +96,17 @@ class _JsonRows:
     def encode(self, batch: pa.RecordBatch, prefix: str = "", suffix: str = "") -> bytes:
         if batch.num_rows == 0:
             return b""
+        column = self.select(batch, self._sql(batch.schema, prefix, suffix)).column(0)
+        return b"".join(_string_bytes(chunk) for chunk in column.chunks)
+
+    def select(self, batch: pa.RecordBatch, sql: str) -> pa.Table:
+        """Run ``sql`` over ``batch`` (registered as the table ``batch``)."""
         cursor = self._con.cursor()
         try:
             cursor.register("batch", pa.Table.from_batches([batch]))
-            column = cursor.sql(self._sql(batch.schema, prefix, suffix)).to_arrow_table().column(0)
+            return cursor.sql(sql).to_arrow_table()
         finally:
             cursor.close()
-        return b"".join(_string_bytes(chunk) for chunk in column.chunks)
 
 
 def _ident(name: str) -> str:
@@ -115,13 +119,49 @@ def _str(text: str) -> str:
 
 def _json_value(field: pa.Field) -> str:
     col, t = _ident(field.name), field.type
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t) or pa.types.is_binary_view(t):
+    if _is_binary(t):
         return f"to_base64({col})"
     if pa.types.is_timestamp(t):
         return f"strftime({col}, '%Y-%m-%dT%H:%M:%S.%f{'Z' if t.tz else ''}')"
     if pa.types.is_floating(t):
         return f"CASE WHEN isfinite({col}) THEN {col} END"  # NaN/Infinity are not JSON
     return col
+
+
+def _is_binary(t: pa.DataType) -> bool:
+    return pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t) or pa.types.is_binary_view(t)
+
+
+def _is_interval(t: pa.DataType) -> bool:
+    return pa.types.is_interval(t) or pa.types.is_duration(t)
+
+
+def _as_text(field: pa.Field, fmt: str) -> str | None:
+    """How a column the format cannot carry becomes text; None when it can carry it."""
+    col, t = _ident(field.name), field.type
+    if fmt == "csv" and pa.types.is_nested(t):
+        return f"CAST(to_json({col}) AS VARCHAR)"
+    if fmt == "csv" and _is_binary(t):
+        return f"to_base64({col})"
+    if _is_interval(t):  # neither CSV nor Parquet has DuckDB's interval
+        return f"CAST({col} AS VARCHAR)"
+    return None
+
+
+def _portable(schema: pa.Schema, batches: Iterable[pa.RecordBatch], fmt: str) -> tuple[pa.Schema, Iterable[pa.RecordBatch]]:
+    """Columns that ``fmt`` cannot hold, converted to text by DuckDB; the rest untouched."""
+    texts = [_as_text(f, fmt) for f in schema]
+    if not any(texts):
+        return schema, batches
+    sql = "SELECT " + ", ".join(f"{t or _ident(f.name)} AS {_ident(f.name)}" for f, t in zip(schema, texts, strict=True))
+    sql += " FROM batch"
+    converted = _json_rows.select(pa.RecordBatch.from_pylist([], schema=schema), sql).schema
+
+    def convert() -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            yield from _json_rows.select(batch, sql).cast(converted).to_batches()
+
+    return converted, convert()
 
 
 def _string_bytes(arr: pa.Array) -> bytes:
@@ -227,12 +267,14 @@ def encode_arrow(schema: pa.Schema, batches: Iterable[pa.RecordBatch], *, max_by
 def encode_parquet(schema: pa.Schema, batches: Iterable[pa.RecordBatch], *, max_bytes: int | None) -> Iterator[bytes]:
     import pyarrow.parquet as pq
 
+    schema, batches = _portable(schema, batches, "parquet")
     return _writer_stream(lambda s: pq.ParquetWriter(s, schema, compression="zstd"), batches, max_bytes, "Parquet")
 
 
 def encode_csv(schema: pa.Schema, batches: Iterable[pa.RecordBatch], *, max_bytes: int | None) -> Iterator[bytes]:
     import pyarrow.csv as pcsv
 
+    schema, batches = _portable(schema, batches, "csv")
     return _writer_stream(lambda s: pcsv.CSVWriter(s, schema), batches, max_bytes, "CSV")
 
 

@@ -104,3 +104,22 @@ def test_raw_sql_body(http: httpx.Client) -> None:
     for content_type in ("text/plain", "application/sql"):
         response = http.post("/api/sql", content="SELECT 40 + 2 AS answer", headers={"Content-Type": content_type})
         assert response.json()["rows"] == [{"answer": 42}]
+
+
+EXOTIC = ("SELECT [1, 2] AS l, {'a': 1} AS s, 'ab'::BLOB AS b, INTERVAL 3 DAY AS i, TIME '10:00' AS t, "
+          "NULL AS n, 'NaN'::DOUBLE AS nan, MAP {'k': 1} AS m, 12345678901234567890::HUGEINT AS h")  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", ["json", "ndjson", "csv", "arrow", "parquet"])
+def test_every_type_in_every_format(http: httpx.Client, fmt: str) -> None:
+    """Types a format cannot hold natively are carried as text, never a 500."""
+    response = http.get("/api/sql", params={"q": EXOTIC, "format": fmt})
+    assert response.status_code == 200, response.text
+    if fmt == "json":
+        row = json.loads(response.content, parse_float=Decimal)["rows"][0]
+        assert row == {"l": [1, 2], "s": {"a": 1}, "b": "YWI=", "i": "3 days", "t": "10:00:00", "n": None,
+                       "nan": None, "m": {"k": 1}, "h": 12345678901234567890}  # fmt: skip
+    elif fmt == "csv":
+        assert pl.read_csv(io.BytesIO(response.content))["b"].to_list() == ["YWI="]
+    elif fmt == "parquet":
+        assert pq.read_table(io.BytesIO(response.content)).column("i").to_pylist() == ["3 days"]
