@@ -77,7 +77,7 @@ class PolarsBackend(Backend):
         except ColonnadeError:
             control.finish()
             raise
-        except Exception as exc:
+        except (Exception, pl.exceptions.PanicException) as exc:  # a panic is a BaseException
             control.finish()
             raise translate_error(exc) from None
         arrow_schema = regular_schema(pl.DataFrame(schema=schema).to_arrow().schema)
@@ -89,9 +89,12 @@ class PolarsBackend(Backend):
         # or hang-up then cancels the query. The result is held whole, then streamed.
         running = frame.collect(background=True)
         control.on_cancel(running.cancel)
-        while (df := running.fetch()) is None:
-            control.check()
-            time.sleep(_POLL_S)
+        try:
+            while (df := running.fetch()) is None:
+                control.check()
+                time.sleep(_POLL_S)
+        except pl.exceptions.PanicException as exc:  # not an Exception: translate it here
+            raise translate_error(exc) from None
         control.check()
         table = df.to_arrow()
         yield from table.cast(regular_schema(table.schema)).to_batches(max_chunksize=batch_rows)
@@ -110,4 +113,7 @@ def translate_error(exc: BaseException) -> ColonnadeError:
     if isinstance(exc, (pl.exceptions.InvalidOperationError, pl.exceptions.SchemaError,
                         pl.exceptions.ComputeError, pl.exceptions.DuplicateError)):  # fmt: skip
         return QueryError(message)
+    if isinstance(exc, pl.exceptions.PanicException):
+        # Polars panics on some SQL it does not implement; the query, not the server, is at fault.
+        return UnsupportedQuery(f"Polars cannot run this query: {message.splitlines()[0] if message else 'panic'}")
     return EngineError(f"Polars failed: {message}")
