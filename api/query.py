@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -120,7 +121,20 @@ class QueryService:
         headers = {ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}", "X-Colonnade-Cache": "miss"}
         if q.cacheable:
             headers["ETag"] = etag
-        return Stream(self._relay(stream, key, entry), media_type=MEDIA_TYPES[q.fmt], headers=headers)
+        relay = self._relay(stream, key, entry)
+        # An async generator that is never started never runs its finally block (the client may
+        # vanish before the response body starts): free the engine and the slot when it is dropped.
+        weakref.finalize(relay, self._abandon, stream, entry)
+        return Stream(relay, media_type=MEDIA_TYPES[q.fmt], headers=headers)
+
+    def _abandon(self, stream: _RunningStream, entry: QueryLogEntry) -> None:
+        """Idempotent: after a normal end every step here is already done and does nothing."""
+        if stream.relayed or stream.released:
+            return
+        stream.cancel()
+        entry.finish("cancelled")
+        with contextlib.suppress(RuntimeError):  # the pool is gone when the server is stopping
+            self.pool.submit(stream.cleanup)
 
     def _prepare(self, q: QueryRequest) -> tuple[ValidatedQuery, str]:
         check_engine(q.engine, allow_auto=True)
@@ -195,6 +209,7 @@ class QueryService:
             if outcome != "ok":
                 running.cancel()
             entry.finish(outcome, cache="miss", rows=running.result.rows if running.result else None, bytes=sent)
+            running.relayed = True
             self.pool.submit(running.cleanup)
 
 
@@ -209,7 +224,8 @@ class _RunningStream:
         self.chunks: Iterator[bytes] | None = None
         self.first: bytes | None = None
         self.pending: Future | None = None
-        self._released = False
+        self.released = False
+        self.relayed = False  # the response body ran (and its finally block cleans up)
         self.control = QueryControl(timeout_s)  # exists before the engine starts: cancel works at once
 
     def start(self) -> None:
@@ -229,9 +245,9 @@ class _RunningStream:
 
     def cleanup(self) -> None:
         """Close the engine stream once no pool thread is inside it, then free the slot."""
-        if self._released:
+        if self.released:
             return
-        self._released = True
+        self.released = True
         if self.pending is not None:
             with contextlib.suppress(BaseException):
                 self.pending.result()
