@@ -161,6 +161,9 @@ class Database:
         managed table as one Delta commit; see ``engine.ingest.ingest``."""
         from engine.ingest import ingest
 
+        # Same budget as `colonnade ingest`: this process's engine share, at most 1 GB of memory.
+        options.setdefault("threads", max(2, self.threads))
+        options.setdefault("memory_limit", f"{min(self.memory_bytes, 1024**3) // 1024**2}MB")
         return ingest(self.catalog, source, table, **options)
 
     def history(self, table: str) -> list[dict[str, Any]]:
