@@ -8,6 +8,7 @@ The SQL an engine runs is generated from the validated AST, so what was checked 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,10 +17,12 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import TokenType
 
 from engine.catalog import TABLE_NAME
 from engine.errors import (
     InvalidParameters,
+    QueryError,
     QueryTooComplex,
     QueryTooLarge,
     SqlSyntaxError,
@@ -46,9 +49,19 @@ _FORBIDDEN_FUNCTION = re.compile(
     |delta_|iceberg_|sqlite_|postgres_|mysql_|scan_|write_|load_|json_execute_serialized_sql
     |which_secret|enable_|disable_|set_|checkpoint|force_checkpoint|sql_auto_complete|test_
     |http|txt|import_|export_|from_substrait|get_substrait|arrow_scan|python_|getvariable
-    |current_database|current_schema|sqlite|iceberg|delta_scan|ducklake|attach|detach)""",
+    |current_database|current_schema|sqlite|iceberg|delta_scan|ducklake|attach|detach
+    |pg_get_|pg_sleep|setseed$|nextval$|currval$)""",
     re.X,
 )
+# Structural limits, beyond ``max_depth`` (how deeply queries nest). A long chain of operators
+# is one deep tree: DuckDB refuses expressions deeper than 1000 and Polars' planner overflows
+# its stack near 450 chained ``||``. Nested brackets (calls, casts, subqueries, lists) recurse
+# in every parser: Polars' SQL parser stops at 50 levels, and spins without end from 48
+# nested CASTs (which a ``::T::T::…`` chain produces without any bracket in the text).
+MAX_EXPRESSION_DEPTH = 256
+MAX_BRACKET_DEPTH = 40
+_OPENING = frozenset({TokenType.L_PAREN, TokenType.L_BRACKET, TokenType.L_BRACE})
+_CLOSING = frozenset({TokenType.R_PAREN, TokenType.R_BRACKET, TokenType.R_BRACE})
 _LEADING_NOISE = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.S)
 _EXPLAIN = re.compile(r"EXPLAIN(?:\s+ANALY[SZ]E)?\b", re.I)
 _ALLOWED_ROOTS = (exp.Query, exp.Values)
@@ -121,6 +134,7 @@ def validate(
     _check_depth(root, max_depth)
     _check_nodes(root)
     tables = _resolve_tables(root, resolve_table)
+    _check_brackets(root)
     return ValidatedQuery(text, root, explain, tuple(sorted(set(tables))), _count_params(root))
 
 
@@ -153,14 +167,46 @@ def _position(full: str, offset: int, body: str, line: int | None, col: int | No
 
 
 def _check_depth(root: exp.Expression, max_depth: int) -> None:
-    stack = [(root, 0)]
+    """Queries nest at most ``max_depth`` SELECTs deep, expressions ``MAX_EXPRESSION_DEPTH``."""
+    stack = [(root, 0, 1)]
     while stack:
-        node, depth = stack.pop()
-        if isinstance(node, exp.Query):
-            depth += 1
-            if depth > max_depth:
+        node, queries, depth = stack.pop()
+        if isinstance(node, exp.Select):  # a (SELECT …) subquery is one level, not two
+            queries += 1
+            if queries > max_depth:
                 raise QueryTooComplex(f"queries may nest at most {max_depth} levels deep")
-        stack.extend((child, depth) for child in node.iter_expressions())
+        if depth > MAX_EXPRESSION_DEPTH:
+            raise QueryTooComplex(f"the query is more than {MAX_EXPRESSION_DEPTH} levels deep: split long chains of operators")
+        stack.extend((child, queries, depth + 1) for child in node.iter_expressions())
+
+
+def _check_brackets(root: exp.Expression) -> None:
+    """Brackets nest at most ``MAX_BRACKET_DEPTH`` deep in the SQL the engines will parse."""
+    try:
+        tokens = sqlglot.tokenize(root.sql(dialect=DIALECT), read=DIALECT)
+    except RecursionError:
+        raise QueryTooComplex("the query is nested too deeply") from None
+    depth = 0
+    for token in tokens:
+        if token.token_type in _OPENING:
+            depth += 1
+            if depth > MAX_BRACKET_DEPTH:
+                raise QueryTooComplex(f"brackets (calls, casts, subqueries) may nest at most {MAX_BRACKET_DEPTH} deep")
+        elif token.token_type in _CLOSING:
+            depth -= 1
+
+
+@functools.cache
+def builtin_functions() -> frozenset[str]:
+    """DuckDB's scalar, aggregate, window and macro functions: the only names a query may call."""
+    import duckdb
+
+    with duckdb.connect() as con:  # an empty in-memory database: the built-in catalog only
+        rows = con.execute(
+            "SELECT DISTINCT lower(function_name) FROM duckdb_functions()"
+            " WHERE function_type IN ('scalar', 'aggregate', 'macro', 'window')"
+        ).fetchall()
+    return frozenset(name for (name,) in rows)
 
 
 def function_name(node: exp.Func) -> str:
@@ -177,6 +223,14 @@ def _check_nodes(root: exp.Expression) -> None:
             name = function_name(node)
             if _FORBIDDEN_FUNCTION.match(name):
                 raise StatementNotAllowed(f"function {name}() is not allowed: it reaches files, settings or the environment")
+            # A name sqlglot does not know must be one of DuckDB's own functions (look-alike
+            # letters or invisible characters make another name). Table functions: below.
+            if (
+                isinstance(node, exp.Anonymous)
+                and not isinstance(node.parent, exp.Table)
+                and name not in builtin_functions()
+            ):
+                raise QueryError(f"unknown function {node.name}(): only DuckDB's built-in functions can be called")
         if isinstance(node, exp.Table) and not isinstance(node.this, exp.Identifier):
             fn = node.this
             name = function_name(fn) if isinstance(fn, exp.Func) else type(fn).__name__.lower()

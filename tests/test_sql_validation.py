@@ -13,6 +13,7 @@ import pytest
 
 import engine
 from engine.errors import (
+    ERRORS_BY_CODE,
     ColonnadeError,
     ColumnNotFound,
     InvalidParameters,
@@ -21,21 +22,12 @@ from engine.errors import (
     TableNotFound,
 )
 from engine.sql import validate
+from tests.security import corpus
+from tests.security.sandbox import Sandbox
 
 ENGINES = ("duckdb", "polars")
-HOSTILE = Path(__file__).parent / "fixtures" / "hostile.sql"
+HOSTILE = corpus.HOSTILE
 OUTSIDE_TARGETS = ("/tmp/colonnade-stolen.parquet", "/tmp/colonnade-evil.duckdb", "/tmp/colonnade-export")
-
-
-def hostile_cases() -> list[object]:
-    blocks = re.split(r"^-- next[ \t]*$", HOSTILE.read_text(), flags=re.M)
-    cases = []
-    for i, block in enumerate(blocks):
-        expected = re.search(r"^-- expect: (\w+)[ \t]*$", block, re.M)
-        assert expected, f"block {i} of {HOSTILE.name} has no '-- expect: <code>' line"
-        last = [line for line in block.strip().splitlines() if line.strip()][-1][:40]
-        cases.append(pytest.param(block, expected.group(1), id=f"{i:02d}-{last}"))
-    return cases
 
 
 def disk_state(root: Path) -> dict[str, tuple[int, int]]:
@@ -52,7 +44,7 @@ def disk_state(root: Path) -> dict[str, tuple[int, int]]:
 @pytest.fixture
 def unchanged(db: engine.Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Asserts after the test that tables, data dir, working dir and /tmp targets are untouched."""
-    for name in engine.ENGINES:  # engines set up their scratch dirs once, before the snapshot
+    for name in ENGINES:  # engines set up their scratch dirs once, before the snapshot
         db.sql("SELECT 1", engine=name).arrow()
     monkeypatch.chdir(tmp_path)  # relative paths in hostile SQL would land here
     versions = {t: db.table(t).version for t in db.tables()}
@@ -75,13 +67,33 @@ def refused(
     return info.value
 
 
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory, db: engine.Database) -> Sandbox:
+    """A canary file outside the data dir, and directories hostile SQL tries to write to."""
+    return Sandbox(tmp_path_factory.mktemp("hostile"), db.catalog.data_dir)
+
+
 @pytest.mark.usefixtures("unchanged")
 @pytest.mark.parametrize("engine_name", ENGINES)
-@pytest.mark.parametrize(("sql", "code"), hostile_cases())
-def test_hostile_statement_is_refused(db: engine.Database, sql: str, code: str, engine_name: str) -> None:
-    with pytest.raises(ColonnadeError) as info:
-        db.sql(sql, engine=engine_name).arrow()
-    assert info.value.code == code, f"{type(info.value).__name__}: {info.value}"
+@pytest.mark.parametrize("block", corpus.params())
+def test_hostile_statement_is_refused(
+    db: engine.Database, sandbox: Sandbox, block: corpus.Block, engine_name: str
+) -> None:
+    """Each corpus block gives exactly its code (or, for controls, harmless rows), and nothing
+    outside the data dir was read or written."""
+    sql = block.sql(sandbox.paths())
+    if block.expect == corpus.OK:
+        table = db.sql(sql, engine=engine_name).arrow()
+        assert table.num_rows > 0
+        assert not sandbox.leaks(str(table.to_pylist()))
+    else:
+        with pytest.raises(ColonnadeError) as info:
+            db.sql(sql, engine=engine_name).arrow()
+        err = info.value
+        assert err.code == block.expect, f"{type(err).__name__}: {err}"
+        assert type(err) is ERRORS_BY_CODE[block.expect]
+        assert not sandbox.leaks(err.detail)
+    assert sandbox.problems() == []
 
 
 def test_hostile_file_covers_the_spec_list() -> None:
