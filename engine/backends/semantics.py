@@ -10,11 +10,14 @@ _FLOATS = {exp.DataType.Type.DOUBLE, exp.DataType.Type.FLOAT}
 
 
 def _divide_as_double(node: exp.Expression) -> exp.Expression:
-    """DuckDB's ``/`` always gives DOUBLE; Polars and Spark keep DECIMAL for decimal operands."""
+    """DuckDB's ``/`` always gives DOUBLE; Polars and Spark keep DECIMAL for decimal operands.
+    A left operand that is itself a division is DOUBLE already: casting it again would nest one
+    CAST per term of ``a / b / c …``, and Polars' parser spins forever on deep CAST nesting."""
     if isinstance(node, exp.Div) and not isinstance(node, exp.IntDiv):
-        left = node.this
-        if not (isinstance(left, exp.Cast) and left.to.this in _FLOATS):
-            node.set("this", exp.cast(left.copy(), exp.DataType.build("DOUBLE")))
+        left = node.this.unnest()
+        already_double = isinstance(left, exp.Div) or (isinstance(left, exp.Cast) and left.to.this in _FLOATS)
+        if not already_double:
+            node.set("this", exp.cast(node.this.copy(), exp.DataType.build("DOUBLE")))
     return node
 
 
