@@ -112,7 +112,7 @@ class _Compiler:
         if op == "in":
             if not (value.startswith("(") and value.endswith(")")):
                 raise InvalidRequest(f"filter {name}=in.{value}: write in.(v1,v2,...)")
-            items = [_unquote(v) for v in _split_top(value[1:-1])]
+            items = [_unquote(v.strip()) for v in _split_top(value[1:-1])]  # in.(1, 2): spaces separate
             return exp.In(this=col, expressions=[self.value(name, v) for v in items])
         if op in ("like", "ilike"):
             return _COMPARISONS[op](this=col, expression=self.param(value.replace("*", "%")))
@@ -177,7 +177,7 @@ def _split_top(text: str) -> list[str]:
 
 
 def _unquote(value: str) -> str:
-    value = value.strip()
+    """A value as PostgREST reads it: spaces are data; "double quotes" protect , ( and )."""
     if len(value) >= 2 and value[0] == value[-1] == '"':
         return value[1:-1].replace('\\"', '"')
     return value

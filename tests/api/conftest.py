@@ -37,7 +37,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(data_dir: Path, *, workers: int = 1, env: dict[str, str] | None = None) -> Iterator[Server]:
+def serve(data_dir: Path, *, workers: int = 1, env: dict[str, str] | None = None,
+          cwd: Path | None = None) -> Iterator[Server]:  # fmt: skip
+    """Run ``colonnade serve`` in ``cwd`` (default: beside the data dir, never the repository)."""
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("COLONNADE_")}
     environ.update(env or {})
@@ -45,7 +47,8 @@ def serve(data_dir: Path, *, workers: int = 1, env: dict[str, str] | None = None
            "--workers", str(workers)]  # fmt: skip
     log_path = data_dir.parent / f"server-{port}.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=environ, start_new_session=True)
+    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=environ, start_new_session=True,
+                               cwd=cwd or data_dir.parent)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_healthy(url, process)

@@ -5,7 +5,6 @@ land somewhere we watch."""
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,17 +18,8 @@ from tests.security.sandbox import Sandbox
 @contextlib.contextmanager
 def serve_from(cwd: Path, data_dir: Path, env: dict[str, str] | None = None) -> Iterator[Server]:
     """``serve`` with the server process's working directory set to ``cwd``."""
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        context = serve(data_dir, env=env)
-        server = context.__enter__()  # the process is spawned here, in ``cwd``
-    finally:
-        os.chdir(old)
-    try:
+    with serve(data_dir, env=env, cwd=cwd) as server:
         yield server
-    finally:
-        context.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")
