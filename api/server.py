@@ -8,6 +8,10 @@ from engine.config import Settings
 from engine.database import engine_resources
 
 
+# How uvicorn runs the app; bench/hello_app.py is served with the very same options.
+UVICORN_OPTIONS: dict = {"log_level": "info", "timeout_graceful_shutdown": 5}
+
+
 def worker_environment(settings: Settings) -> dict[str, str]:
     """Settings the spawned workers must see: workers read config from file + environment."""
     env = {
@@ -37,6 +41,5 @@ def run(settings: Settings) -> None:
         host=settings.server.host,
         port=settings.server.port,
         workers=settings.server.workers if settings.server.workers > 1 else None,
-        log_level="info",
-        timeout_graceful_shutdown=5,
+        **UVICORN_OPTIONS,
     )

@@ -1,0 +1,19 @@
+"""The framework ceiling: a bare Litestar hello-world route, served by uvicorn exactly as
+``colonnade serve`` serves Colonnade (same options, same worker count)."""
+
+from __future__ import annotations
+
+from litestar import Litestar, get
+
+
+@get("/")
+async def hello() -> dict[str, str]:
+    return {"hello": "world"}
+
+
+@get("/ready")
+async def ready() -> dict[str, str]:
+    return {"status": "ready"}
+
+
+app = Litestar([hello, ready])
