@@ -10,6 +10,7 @@ import asyncio
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -87,7 +88,10 @@ def test_overload(tpch_dir: Path, tmp_path: Path) -> None:
         sampler = RssSampler(server.process.pid)  # serve() starts a new session: pgid == pid
         sampler.start()
         try:
-            results = asyncio.run(fire(server.url, CLIENTS))
+            # A thread of its own: an earlier test (Playwright's sync API) may leave this thread's
+            # event loop running, and asyncio.run refuses to nest.
+            with ThreadPoolExecutor(1) as pool:
+                results = pool.submit(asyncio.run, fire(server.url, CLIENTS)).result()
         finally:
             sampler.stop()
         assert server.process.poll() is None, "the server died"
