@@ -1,0 +1,191 @@
+"""One ingest against one DuckDB connection: plan the SELECT, COPY it into the table directory,
+check for bad rows, and hand the written files to ``storage`` as one Delta commit.
+
+A commit that changes the table's schema or partition layout is streamed through delta-rs's
+writer instead: only it can change metadata in the same commit.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from engine.errors import BadRow, PartitionMismatch
+from engine.ingest.duck import BATCH_ROWS, engine_error, ident, lit
+from engine.ingest.plan import Plan, plan_columns
+from engine.ingest.rejects import check_rejects, count_rejects, first_reject, rejected_rows, write_quarantine
+from engine.ingest.scan import scan
+from engine.ingest.sources import Source
+from engine.storage import (
+    TableState,
+    WriteMode,
+    WrittenFile,
+    commit_files,
+    remove_uncommitted,
+    table_state,
+    write_stream,
+)
+
+TARGET_FILE_BYTES = "256MB"  # DuckDB starts a new Parquet file past this size
+PAUSE_ENV = "_COLONNADE_INGEST_PAUSE"  # test hook: "stage" → print it and sleep (crash tests)
+
+ProgressFn = Callable[[int, int], None]  # (input bytes read so far, input bytes in all)
+Outcome = tuple[int, int, int, list[WrittenFile]]  # (version, rows, rejected rows, files written)
+
+
+class Job:
+    """One ingest against one DuckDB connection: plan the SELECT, COPY, check, commit."""
+
+    def __init__(self, con: Any, src: Source, path: Path, table: str, mode: WriteMode, evolution: str,
+                 quarantine: Path | None, progress: ProgressFn | None) -> None:  # fmt: skip
+        self.con, self.src, self.path, self.table = con, src, path, table
+        self.mode, self.evolution, self.quarantine, self.progress = mode, evolution, quarantine, progress
+        self.txn = uuid.uuid4().hex[:12]
+
+    def run(self, partition_by: Sequence[str] | None) -> Outcome:
+        state = table_state(self.path)
+        target = state if state.exists and self.mode == "append" else TableState(exists=False)
+        partitions = _partitions(self.table, target, partition_by)
+        if state.exists and self.mode == "overwrite" and not partition_by:
+            partitions = state.partitions  # an overwrite keeps the table's layout unless told otherwise
+        # Changing partition columns needs a metadata action that an add-files commit cannot carry.
+        relayout = state.exists and self.mode == "overwrite" and partitions != state.partitions
+        plan = plan_columns(self.con, scan(self.con, self.src, target), self.src, target, self.evolution, self.table)
+        for col in partitions:
+            if col not in plan.schema.names:
+                raise PartitionMismatch(f"partition column {col!r} is not a column of the input")
+        _pause("before_write")
+        if plan.changes_schema or relayout:  # only delta-rs's writer changes metadata in the same commit
+            return self._stream(plan, partitions, "overwrite" if relayout else "merge")
+        return self._add_files(plan, partitions, state)
+
+    def _add_files(self, plan: Plan, partitions: Sequence[str], state: TableState) -> Outcome:
+        """COPY into the table directory, then commit exactly those files; on failure, delete them."""
+        written: list[WrittenFile] = []
+        try:
+            written = self._copy(plan.select, partitions)
+            rows = sum(f.rows for f in written)
+            rejected = check_rejects(self.con, self.src, self.quarantine)
+            _pause("before_commit")
+            meta = {"colonnade.rows": str(rows), "colonnade.rejected": str(rejected)}
+            version = commit_files(self.path, written, schema=plan.schema, partitions=partitions, mode=self.mode,
+                                   state=state, metadata=meta)  # fmt: skip
+        except BaseException:
+            remove_uncommitted(self.path, self._own_files())
+            raise
+        write_quarantine(self.con, self.src, self.quarantine)
+        return version, rows, rejected, written
+
+    def _copy(self, select: str, partitions: Sequence[str]) -> list[WrittenFile]:
+        self.path.mkdir(parents=True, exist_ok=True)
+        opts = ["FORMAT parquet", "RETURN_STATS true", "APPEND", f"FILENAME_PATTERN {lit(f'part-{self.txn}-{{uuid}}')}",
+                f"FILE_SIZE_BYTES {lit(TARGET_FILE_BYTES)}"]  # fmt: skip
+        if partitions:
+            opts.append("PARTITION_BY (" + ", ".join(map(ident, partitions)) + ")")
+        sql = f"COPY ({select}) TO {lit(str(self.path))} ({', '.join(opts)})"
+        with _watch(self.con, self.progress, self.src.bytes_in):
+            try:
+                rows = self.con.execute(sql).fetchall()
+            except Exception as exc:
+                raise engine_error(exc, self.src) from None
+        _pause("after_write")
+        return [_written(self.path, r, partitions) for r in rows]
+
+    def _stream(self, plan: Plan, partitions: Sequence[str], schema_mode: str) -> Outcome:
+        before = {p.name for p in self.path.rglob("*.parquet")}
+        counter = _Counter(self.con if self.quarantine is None and self.src.fmt == "csv" else None)
+        reader = self.con.sql(plan.select).to_arrow_reader(BATCH_ROWS)
+        counted = pa.RecordBatchReader.from_batches(plan.schema, counter.count(reader, plan.schema))
+        try:
+            version = write_stream(self.path, counted, partitions=partitions, mode=self.mode, schema_mode=schema_mode,
+                                   metadata={})  # fmt: skip
+        except Exception:
+            remove_uncommitted(self.path, [p for p in self.path.rglob("*.parquet") if p.name not in before])
+            raise
+        rejected = rejected_rows(self.con, self.src)
+        write_quarantine(self.con, self.src, self.quarantine)
+        new = [p for p in self.path.rglob("*.parquet") if p.name not in before]
+        written = [WrittenFile(str(p), p.stat().st_size, 0, {}) for p in new]
+        return version, counter.rows, rejected, written
+
+    def _own_files(self) -> list[Path]:
+        if not self.path.is_dir():
+            return []
+        return list(self.path.rglob(f"part-{self.txn}-*"))
+
+
+class _Counter:
+    """Counts rows of a stream; in fail mode it checks CSV rejects once the input is drained,
+    raising before delta-rs can commit."""
+
+    def __init__(self, con: Any | None) -> None:
+        self.con, self.rows = con, 0
+
+    def count(self, reader: pa.RecordBatchReader, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            self.rows += batch.num_rows
+            yield batch.cast(schema) if batch.schema != schema else batch
+        if self.con is not None:
+            n = count_rejects(self.con)
+            if n:
+                raise BadRow(first_reject(self.con, n))
+
+
+def _partitions(table: str, target: TableState, requested: Sequence[str] | None) -> tuple[str, ...]:
+    wanted = tuple(c.strip() for c in requested or () if c.strip())
+    if not target.exists:
+        return wanted
+    if wanted and wanted != target.partitions:
+        have = ", ".join(target.partitions) or "nothing"
+        raise PartitionMismatch(f"table {table!r} is partitioned by {have}; cannot append with --partition-by "
+                                f"{','.join(wanted)} (use --mode overwrite to change it)")  # fmt: skip
+    return target.partitions
+
+
+def _written(root: Path, row: tuple[Any, ...], partitions: Sequence[str]) -> WrittenFile:
+    filename, count, size, _footer, _stats, keys = row[:6]
+    values: dict[str, str | None] = {}
+    for col in partitions:
+        value = (keys or {}).get(col)
+        values[col] = None if value in (None, "NULL") else value  # DuckDB writes a null key as NULL
+    return WrittenFile(os.path.relpath(filename, root), int(size), int(count), values)
+
+
+@contextmanager
+def _watch(con: Any, progress: ProgressFn | None, total: int) -> Iterator[None]:
+    """Report DuckDB's own progress (fraction of input scanned) while the COPY runs."""
+    if progress is None:
+        yield
+        return
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.wait(0.2):
+            pct = con.query_progress()
+            if pct >= 0:  # DuckDB's estimate of the input scanned, in percent
+                progress(int(total * min(pct, 100.0) / 100), total)
+
+    thread = threading.Thread(target=poll, name="ingest-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def _pause(stage: str) -> None:
+    """Crash-test hook: with ``_COLONNADE_INGEST_PAUSE=stage`` the process announces the stage
+    on stderr and sleeps there, so a test can SIGKILL it at an exact point."""
+    if os.environ.get(PAUSE_ENV) == stage:
+        print(f"paused:{stage}", file=sys.stderr, flush=True)
+        time.sleep(3600)

@@ -1,0 +1,122 @@
+"""What to read: paths, globs, directories, stdin or in-memory data resolved into one ``Source``,
+with its format, size and compression checked before DuckDB opens anything."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import pyarrow as pa
+
+from engine.catalog import _expand, format_from_path
+from engine.errors import EmptySource, SourceNotFound, UnknownFormat
+
+FORMATS = ("csv", "ndjson", "parquet", "arrow")
+_MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
+
+
+@dataclass
+class Source:
+    """What to read: files of one format, or an in-memory Arrow-compatible object."""
+
+    fmt: str
+    files: list[str] = field(default_factory=list)
+    data: Any = None
+    bytes_in: int = 0
+    compression: str | None = None
+    spooled: Path | None = None  # stdin copied to a temp file, deleted after the ingest
+
+    @property
+    def typed(self) -> bool:
+        """Typed sources carry their own schema; text ones (CSV, NDJSON) are cast to the table's."""
+        return self.fmt not in ("csv", "ndjson")
+
+
+def open_source(source: Any, format: str | None = None, *, spool_dir: Path | None = None) -> Source:
+    """Resolve paths, globs, directories, stdin or in-memory data into one ``Source``."""
+    if format is not None and format not in FORMATS:
+        raise UnknownFormat(f"unknown format {format!r} (known: {', '.join(FORMATS)})")
+    if isinstance(source, (pa.Table, pa.RecordBatchReader)):
+        return Source("arrow", data=source, bytes_in=source.nbytes if isinstance(source, pa.Table) else 0)
+    if type(source).__module__.split(".")[0] in ("polars", "pandas"):
+        return Source("arrow", data=source, bytes_in=int(getattr(source, "estimated_size", lambda: 0)()))
+    paths = [source] if isinstance(source, (str, Path)) else list(source)
+    if not paths:
+        raise SourceNotFound("no input given")
+    files: list[tuple[str, str]] = []
+    spooled = None
+    for p in map(str, paths):
+        if p == "-":
+            if format is None:
+                raise UnknownFormat("reading stdin needs --format (csv, ndjson, parquet or arrow)")
+            spooled = _spool_stdin(sys.stdin.buffer, spool_dir or Path(tempfile.gettempdir()))
+            files.append((str(spooled), format))
+            continue
+        files += _expand_one(p, format)
+    formats = {fmt for _, fmt in files}
+    if len(formats) > 1:
+        raise UnknownFormat(f"one ingest takes one format; got {', '.join(sorted(formats))} (pass --format)")
+    names = [f for f, _ in files]
+    src = Source(formats.pop(), files=names, spooled=spooled)
+    src.bytes_in = sum(_check_file(f) for f in names)
+    src.compression = _compression(src)
+    return src
+
+
+def _expand_one(pattern: str, format: str | None) -> list[tuple[str, str]]:
+    fmt = format or format_from_path(pattern)
+    if fmt is None:
+        if Path(pattern).is_dir():  # a directory without --format: take the one format it holds
+            found = {format_from_path(f) for f in _expand(pattern + "/**/*", "csv")} - {None}
+            if len(found) == 1:
+                fmt = found.pop()
+        if fmt is None:
+            raise UnknownFormat(f"cannot tell the format of {pattern}; pass --format ({', '.join(FORMATS)})")
+    matched = _expand(pattern, fmt)
+    if not matched:
+        what = "no files match" if any(ch in pattern for ch in "*?[") or Path(pattern).is_dir() else "no such file"
+        raise SourceNotFound(f"{pattern}: {what}")
+    return [(f, fmt) for f in matched]
+
+
+def _check_file(path: str) -> int:
+    try:
+        size = os.stat(path).st_size
+    except OSError as exc:
+        raise SourceNotFound(f"{path}: {exc.strerror}") from None
+    if size == 0:
+        raise EmptySource(f"{path}: file is empty")
+    if not os.access(path, os.R_OK):
+        raise SourceNotFound(f"{path}: permission denied")
+    return size
+
+
+def _compression(src: Source) -> str | None:
+    """Detect gzip/zstd by magic bytes, whatever the name says (a ``.csv`` that is gzip)."""
+    found = set()
+    for f in src.files:
+        with open(f, "rb") as fh:
+            head = fh.read(4)
+        kind = next((k for magic, k in _MAGIC.items() if head.startswith(magic)), None)
+        if kind and src.typed:
+            raise UnknownFormat(f"{f}: is {kind}-compressed; {src.fmt} files cannot be; decompress it first")
+        if src.fmt == "parquet" and head != b"PAR1":
+            raise UnknownFormat(f"{f}: is not a Parquet file")
+        found.add(kind)
+    if len(found) > 1:
+        raise UnknownFormat("the input files mix compressed and uncompressed data; ingest them separately")
+    return found.pop() if found else None
+
+
+def _spool_stdin(stream: IO[bytes], spool_dir: Path) -> Path:
+    """Copy stdin to a temp file in chunks: the readers need to seek (sniffing, Parquet footers)."""
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="stdin-", dir=spool_dir)
+    with os.fdopen(fd, "wb") as out:
+        shutil.copyfileobj(stream, out, 1 << 20)
+    return Path(name)
