@@ -234,7 +234,7 @@ def benchmarks_md(r: dict, plot_dir: str, made: list[str], notes: str) -> str:
     if "inprocess_q1" in c:
         L += ["## 2. Concurrency: 8 clients for {:g} s".format(c["duration_s"]), "",
               f"Each client loops TPC-H Q1, or cycles through the mix {c['mix']}, with Arrow responses (result cache off). "
-              "In-process: 8 threads, each with its own DuckDB cursor. `/health` is probed every 20 ms from a separate "
+              "In-process: 8 threads, each with its own DuckDB cursor. `/health` is probed every 50 ms from a separate "
               "process during each HTTP load. CPU = cores busy, summed over the server and its workers.", "",
               "| setup | queries/s | ÷ in-process | p50 ms | p99 ms | /health p50 | /health p99 | server cores | errors |",
               "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -287,7 +287,7 @@ def benchmarks_md(r: dict, plot_dir: str, made: list[str], notes: str) -> str:
     e = r.get("exports", {})
     if e.get("colonnade"):
         L += ["## 5. Exports", "",
-              f"`SELECT * FROM orders LIMIT {e['rows']}` downloaded with curl (a native client, so the client is not "
+              f"`{e.get('sql', 'SELECT * FROM orders LIMIT ' + str(e['rows']))}` ({e['rows']:,} rows) downloaded with curl (a native client, so the client is not "
               f"the bottleneck), median of {e['runs']} runs; peak RSS = the server's kernel high-water mark (VmHWM, "
               "reset before each run).", "",
               "| format | Colonnade s | ROAPI memory s | ROAPI on-demand s | Colonnade ÷ faster ROAPI | Colonnade MB/s | "
@@ -298,6 +298,10 @@ def benchmarks_md(r: dict, plot_dir: str, made: list[str], notes: str) -> str:
             L.append(f"| {fmt} | {_f(x['seconds'])} | {_f(rm.get('seconds'))} | {_f(ro.get('seconds'))} | "
                      f"{_x(e.get('ratios_vs_best_roapi', {}).get(fmt))} | {x['mb_per_s']:.0f} | {x['bytes']:,} | "
                      f"{x['peak_rss_mb']} | {rm.get('peak_rss_mb', '—')} / {ro.get('peak_rss_mb', '—')} |")  # fmt: skip
+        lim = e.get("colonnade_arrow_limit")
+        if lim:
+            L += ["", f"The same rows as `SELECT * FROM orders LIMIT {e['rows']}` in Arrow: {lim['seconds']:.3f} s "
+                  f"({lim['mb_per_s']:.0f} MB/s) — DuckDB's order-preserving LIMIT, not the export path (bench/NOTES.md §2)."]
         big = e.get("lineitem_csv")
         if big:
             L += ["", f"6M-row `lineitem` CSV export (`SELECT * FROM lineitem`, {big['bytes'] / 1e6:.0f} MB): "

@@ -268,7 +268,10 @@ def encode_parquet(schema: pa.Schema, batches: Iterable[pa.RecordBatch], *, max_
     import pyarrow.parquet as pq
 
     schema, batches = _portable(schema, batches, "parquet")
-    return _writer_stream(lambda s: pq.ParquetWriter(s, schema, compression="zstd"), batches, max_bytes, "Parquet")
+    # No dictionary encoding: building a dictionary per row group per column costs more than the
+    # zstd pass that follows and, on an export's high-cardinality columns, makes the file larger.
+    return _writer_stream(lambda s: pq.ParquetWriter(s, schema, compression="zstd", use_dictionary=False), batches,
+                          max_bytes, "Parquet")  # fmt: skip
 
 
 def encode_csv(schema: pa.Schema, batches: Iterable[pa.RecordBatch], *, max_bytes: int | None) -> Iterator[bytes]:
