@@ -41,5 +41,20 @@ chromium:
 lint: install-test
 	$(BIN)/pip install --quiet ruff && $(BIN)/ruff check engine api tests
 
+# Issue 6's benchmark, set-up included: TPC-H SF1, ROAPI in a side venv, wrk, then every
+# comparison (~15 min on 2 cores) -> BENCHMARKS.md, bench/plots/*.png, README "## Benchmarks".
+BENCH_SCALE ?= 1
+BENCH_ARGS ?=
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@ $(VENV)/.installed
+
+bench: $(VENV)/.installed-bench
+	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
+	test -x bench/.venv-roapi/bin/roapi || ($(PYTHON) -m venv bench/.venv-roapi && bench/.venv-roapi/bin/pip install --quiet roapi)
+	@echo "load before the run: $$(cat /proc/loadavg)"
+	$(BIN)/python -m bench.harness --scale $(BENCH_SCALE) --out bench/results $(BENCH_ARGS)
+	$(BIN)/python -m bench.report bench/results/results.json
+
 clean:
 	rm -rf $(VENV) .pytest_cache
