@@ -13,7 +13,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
+from collections import OrderedDict
 import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -75,6 +77,7 @@ class QueryService:
         self.max_queued = max(0, limits.max_queued_queries)
         self.pool = ThreadPoolExecutor(self.max_concurrent + 2, thread_name_prefix="colonnade-query")
         self.cache = ResultCache(db.settings.cache.max_bytes, db.settings.cache.ttl_s)
+        self._validated = _ValidationMemo()
         self._slots = asyncio.Semaphore(self.max_concurrent)
         self._waiting = 0
         self.loop: asyncio.AbstractEventLoop | None = None  # set at startup
@@ -138,13 +141,13 @@ class QueryService:
 
     def _prepare(self, q: QueryRequest) -> tuple[ValidatedQuery, str]:
         check_engine(q.engine, allow_auto=True)
-        query = self.db.validate(q.sql)
+        query, normalized = self._validated.get(q.sql, self.db)
         if q.token is not None:  # every table it touches: joins, CTEs, subqueries alike
             q.token.check_tables(query.tables)
         params = query.check_params(q.params)
         versions = {name: snap.fingerprint for name, snap in self.db.catalog.snapshot(query.tables).items()}
         limits = self.db.settings.limits
-        key = cache_key(query.normalized, q.engine, params, q.fmt, sorted(versions.items()),
+        key = cache_key(normalized, q.engine, params, q.fmt, sorted(versions.items()),
                         limits.max_result_rows, limits.max_result_bytes)  # fmt: skip
         return query, key
 
@@ -258,6 +261,35 @@ class _RunningStream:
             self.result.close()
         assert self.service.loop is not None
         self.service.loop.call_soon_threadsafe(self.service._slots.release)
+
+
+class _ValidationMemo:
+    """Validated queries by SQL text, so a repeated query is not parsed and printed again
+    (sqlglot costs 1-6 ms a query). Validation depends only on the text and on which tables the catalog
+    names (``Catalog.resolve``); an entry is reused only while that list of names is the same,
+    so a created or dropped table re-validates. Table versions are checked per request as before."""
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[tuple[str, ...], ValidatedQuery, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, sql: str, db: Database) -> tuple[ValidatedQuery, str]:
+        """The validated query and its normalised text (the cache key's query part)."""
+        names = tuple(db.catalog.names())
+        with self._lock:
+            hit = self._entries.get(sql)
+            if hit is not None and hit[0] == names:
+                self._entries.move_to_end(sql)
+                return hit[1], hit[2]
+        query = db.validate(sql)
+        normalized = query.normalized
+        with self._lock:
+            self._entries[sql] = (names, query, normalized)
+            self._entries.move_to_end(sql)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return query, normalized
 
 
 def _prefetched(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
