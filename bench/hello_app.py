@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from litestar import Litestar, get
 
+from api.server import enable_tcp_nodelay
+
+enable_tcp_nodelay()  # what `colonnade serve` does in each worker (api.server.create_worker_app)
+
 
 @get("/")
 async def hello() -> dict[str, str]:

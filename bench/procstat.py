@@ -90,10 +90,11 @@ class ProcessSampler:
         self._pids = tree(root)
 
     def _run(self) -> None:
-        t0 = last_t = time.monotonic()
+        t0 = last_t = last_tree = time.monotonic()
         last = cpu_ticks(self._pids)
         while not self._stop.wait(self.interval):
-            self._pids = tree(self.root)
+            if time.monotonic() - last_tree > 2:  # walking all of /proc is not free: rarely
+                self._pids, last_tree = tree(self.root), time.monotonic()
             now, ticks = time.monotonic(), cpu_ticks(self._pids)
             self.samples.append((round(now - t0, 3), (ticks - last) / TICKS / (now - last_t), rss(self._pids)))
             last, last_t = ticks, now
@@ -108,7 +109,7 @@ class ProcessSampler:
         self._stop.set()
         self._thread.join()
         with contextlib.suppress(ZeroDivisionError):
-            self.mean_cores = (cpu_ticks(tree(self.root)) - self._ticks0) / TICKS / (time.monotonic() - self._t0)
+            self.mean_cores = (cpu_ticks(self._pids) - self._ticks0) / TICKS / (time.monotonic() - self._t0)
 
     def summary(self) -> dict:
         cores = [c for _, c, _ in self.samples]
