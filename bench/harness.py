@@ -482,7 +482,7 @@ class Bench:
     def small(self) -> dict:
         if not self.wrk:
             return {"skipped": "wrk is not installed"}
-        seconds, runs = self.args.wrk_seconds, self.args.runs
+        seconds, runs = self.args.wrk_seconds, self.args.wrk_runs
         out: dict = {"connections": 32, "workers": 2, "seconds": seconds, "runs": runs, "query": POINT_QUERY}
         path = "/api/sql?q=" + quote(POINT_QUERY)
         with colonnade(self.data, workers=2, cache=True) as col, hello(2) as hw:
@@ -719,7 +719,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--runs", type=int, default=3, help="timed repetitions per measurement (medians)")
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--duration", type=float, default=20.0, help="seconds per concurrent load")
-    p.add_argument("--wrk-seconds", type=float, default=5.0)
+    p.add_argument("--wrk-seconds", type=float, default=4.0)
+    p.add_argument("--wrk-runs", type=int, default=5, help="interleaved wrk runs per side (2 workers are bimodal)")
     p.add_argument("--export-rows", type=int, default=1_000_000)
     p.add_argument("--profile-seconds", type=int, default=8)
     p.add_argument("--roapi-timeout", type=float, default=60.0)
