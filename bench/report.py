@@ -191,7 +191,9 @@ def benchmarks_md(r: dict, plot_dir: str, made: list[str], notes: str) -> str:
         f"- **Date**: {m['date']}; commit `{m.get('commit')}`; total run {m.get('total_seconds', '?')} s",
         f"- **Machine**: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, host `{m['host']}` — shared with other "
         "engineers' test runs",
-        f"- **Load average** (1/5/15 min) before: {_load(m.get('load_before'))}; after: {_load(m.get('load_after'))}",
+        f"- **Load average** (1/5/15 min) before: {_load(m.get('load_before'))}; after: {_load(m.get('load_after'))} "
+        "(during the run most of the load is the benchmark's own clients and servers; per section: "
+        + ", ".join(f"{k.removeprefix('load_after_')} {v[0]:.1f}" for k, v in m.items() if k.startswith("load_after_")) + ")",
         f"- **Software**: Python {m['python']}, DuckDB {m['duckdb']}, pyarrow {m['pyarrow']}, {m.get('roapi') or 'ROAPI not installed'}",
         f"- **Data**: TPC-H scale {m['scale']:g} (tpchgen-cli), managed Delta tables; ROAPI gets the live Parquet files of each table",
         f"- Skipped here: {', '.join(m.get('skipped') or []) or 'nothing'}",
@@ -348,7 +350,7 @@ def readme_section(r: dict, readme: Path) -> None:
     start = text.index("## Benchmarks")
     end = text.find("\n## ", start + 3)
     m = r["meta"]
-    body = (f"## Benchmarks\n\n`make bench` runs every comparison of issue 6 in one go (about 15 minutes on 2 cores) "
+    body = (f"## Benchmarks\n\n`make bench` runs every comparison of issue 6 in one go (about 8–10 minutes on 2 cores) "
             f"and writes [BENCHMARKS.md](BENCHMARKS.md) and the plots in `bench/plots/`; `bench/NOTES.md` records each "
             f"optimisation attempt. Latest run: {m['date']}, TPC-H SF{m['scale']:g}, {m['cores']} cores, "
             f"load average before {_load(m.get('load_before'))}. Every ratio was measured in that one run.\n\n"
