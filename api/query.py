@@ -16,8 +16,8 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass

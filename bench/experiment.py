@@ -16,9 +16,8 @@ from urllib.parse import quote
 import httpx
 
 from bench import procstat
-from bench.common import tpch_data, tpch_query
+from bench.common import COLONNADE, free_port, median, tpch_data, tpch_query
 from bench.harness import MIX, InProcess, colonnade_arrow, curl, health_probe, load, server
-from bench.common import COLONNADE, free_port, median
 
 
 def main() -> None:

@@ -378,7 +378,7 @@ class Bench:
                     try:
                         fn(sql)  # warm-up: file metadata, views, plan caches
                         for _ in range(runs):
-                            t, count = timed(lambda fn=fn: fn(sql))
+                            t, count = timed(lambda fn=fn, sql=sql: fn(sql))
                             times.append(t)
                         rows[str(n)][name] = count  # type: ignore[assignment]
                     except Exception as exc:
@@ -422,9 +422,9 @@ class Bench:
             with colonnade(self.data, workers=workers, log_file=self.out / f"colonnade-{workers}w.log") as srv:
                 local = threading.local()
 
-                def client() -> httpx.Client:
+                def client(local: threading.local = local) -> httpx.Client:
                     if not hasattr(local, "c"):
-                        local.c = httpx.Client(base_url=srv.url, timeout=600)  # noqa: B023
+                        local.c = httpx.Client(base_url=srv.url, timeout=600)
                     return local.c
 
                 for sql in mix:  # warm every worker's views
@@ -683,11 +683,8 @@ def meta(args: argparse.Namespace) -> dict:
     import duckdb
 
     cpu = "?"
-    with contextlib.suppress(OSError):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=BENCH_DIR.parent).stdout.strip()  # fmt: skip
