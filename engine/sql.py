@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlglot
@@ -77,13 +77,20 @@ class ValidatedQuery:
     explain: str  # "", "EXPLAIN" or "EXPLAIN ANALYZE"
     tables: tuple[str, ...]  # catalog spellings, sorted
     param_count: int
+    # Generated texts by (dialect, physical names): a validated query is reused across requests
+    # (the API memoises validation), and generating SQL from the AST costs a millisecond or two.
+    _texts: dict[tuple[str, tuple[tuple[str, str], ...]], str] = field(default_factory=dict, compare=False, repr=False)
 
     def sql(self, dialect: str = DIALECT, *, physical: Mapping[str, str] | None = None) -> str:
         """The query as text; ``physical`` renames catalog tables (keeping their names as
         aliases), e.g. to an engine's per-version views."""
-        ast = with_physical_tables(self.ast, physical) if physical else self.ast
-        body = ast.sql(dialect=dialect)
-        return f"{self.explain} {body}" if self.explain else body
+        key = (dialect, tuple(sorted((physical or {}).items())))
+        text = self._texts.get(key)
+        if text is None:
+            ast = with_physical_tables(self.ast, physical) if physical else self.ast
+            body = ast.sql(dialect=dialect)
+            text = self._texts[key] = f"{self.explain} {body}" if self.explain else body
+        return text
 
     @property
     def normalized(self) -> str:
