@@ -22,7 +22,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -38,6 +37,7 @@ import pyarrow as pa
 
 from bench import procstat
 from bench.common import BENCH_DIR, COLONNADE, free_port, median, percentile, tpch_query
+from engine.processes import stop_process_group
 
 ARROW = "application/vnd.apache.arrow.stream"
 MIX = (1, 3, 6, 12)  # the mixed set: the naive service implements exactly these
@@ -99,13 +99,7 @@ def server(cmd: list[str], port: int, *, env: dict[str, str] | None = None, read
                     break
         yield Server(url, proc)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc)
         if log_file:
             out.close()  # type: ignore[union-attr]
 

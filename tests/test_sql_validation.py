@@ -4,7 +4,6 @@ changes: not the tables, not the data dir, not the working directory."""
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,22 +22,11 @@ from engine.errors import (
 )
 from engine.sql import validate
 from tests.security import corpus
-from tests.security.sandbox import Sandbox
+from tests.security.sandbox import Sandbox, disk_state
 
 ENGINES = ("duckdb", "polars")
 HOSTILE = corpus.HOSTILE
 OUTSIDE_TARGETS = ("/tmp/colonnade-stolen.parquet", "/tmp/colonnade-evil.duckdb", "/tmp/colonnade-export")
-
-
-def disk_state(root: Path) -> dict[str, tuple[int, int]]:
-    """Every file and directory below ``root`` with its size and mtime."""
-    state = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            st = os.stat(path)
-            state[os.path.relpath(path, root)] = (st.st_size if name in filenames else 0, st.st_mtime_ns)
-    return state
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from engine.processes import stop_process_group
 
 COLONNADE = str(Path(sys.executable).parent / "colonnade")
 
@@ -54,13 +55,7 @@ def serve(data_dir: Path, *, workers: int = 1, env: dict[str, str] | None = None
         _wait_until_healthy(url, process)
         yield Server(url, process, data_dir, log_path)
     finally:
-        with contextlib.suppress(ProcessLookupError):  # it may have died on its own
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        stop_process_group(process, timeout_s=15)  # it may have died on its own: fine
         log.close()
 
 

@@ -1,0 +1,20 @@
+"""Stopping a child server started in its own session (a uvicorn or Spark Connect server)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+
+
+def stop_process_group(proc: subprocess.Popen, timeout_s: float = 30) -> None:
+    """SIGTERM the child's process group, SIGKILL it past ``timeout_s``; a group that already
+    exited is fine. The child must have been started with ``start_new_session=True``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
