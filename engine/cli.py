@@ -110,13 +110,14 @@ def ingest(settings: Settings, sources: tuple[str, ...], table: str, fmt: str | 
 
 
 class ingest_progress:
-    """A transfer bar on a terminal (stderr): input MB read of the total, and MB/s."""
+    """A transfer bar on a terminal (stderr): input MB read of the total, MB/s, and rows read and
+    rows/s (estimated from the bytes: DuckDB reports progress as a fraction of its input)."""
 
     def __init__(self, label: str) -> None:
         self.label = label
         self._bar: Any = None
 
-    def __enter__(self) -> Callable[[int, int], None] | None:
+    def __enter__(self) -> Callable[[int, int, int | None], None] | None:
         if not sys.stderr.isatty():
             return None
         from rich.console import Console
@@ -130,13 +131,16 @@ class ingest_progress:
         )
 
         self._bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                             TimeElapsedColumn(), console=Console(stderr=True), transient=True)  # fmt: skip
+                             TextColumn("{task.fields[rows]}"), TimeElapsedColumn(), console=Console(stderr=True),
+                             transient=True)  # fmt: skip
         self._bar.start()
-        self._task = self._bar.add_task(self.label, total=None)
+        self._task = self._bar.add_task(self.label, total=None, rows="")
         return self.update
 
-    def update(self, done: int, total: int) -> None:
-        self._bar.update(self._task, completed=done, total=total or None)
+    def update(self, done: int, total: int, rows: int | None) -> None:
+        elapsed = self._bar.tasks[0].elapsed or 0.0
+        text = "" if rows is None else f"~{rows:,} rows" + (f" {rows / elapsed:,.0f} rows/s" if elapsed > 0 else "")
+        self._bar.update(self._task, completed=done, total=total or None, rows=text)
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:

@@ -67,7 +67,18 @@ BAD_INPUTS = {
     "external table": (["in/base.csv", "--table", "ext"], "external"),
     "strict schema": (["in/extra.csv"], "'extra' (BIGINT) is not in the table"),
     "not parquet": (["in/fake.parquet"], "not a Parquet file"),
+    "ndjson type clash": (["in/bad.ndjson"], "bad.ndjson: line 2: column 'id': cannot convert \"seven\" to BIGINT"),
+    "ndjson malformed line": (["in/broken.ndjson"], "broken.ndjson: line 2: not valid JSON"),
+    "ndjson not objects": (["in/array.ndjson"], "array.ndjson: line 2: not a JSON object"),
 }
+NDJSON_BAD = (
+    '{"id": 5, "year": 2024, "city": "x", "amount": 1.0}\n'
+    '{"id": "seven", "year": 2025, "city": "y", "amount": 2.0}\n'
+    "\n"
+    '{"id": 8, "year": 2025\n'
+    "[9]\n"
+    '{"id": 10, "year": 2025, "city": "z", "amount": null}\n'
+)
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
@@ -78,6 +89,10 @@ def test_bad_input_fails_cleanly(work: Path, case: str) -> None:
     write(work / "in" / "data.xlsx", "whatever")
     write(work / "in" / "extra.csv", "id,year,city,amount,extra\n5,2024,x,1.0,9\n")
     write(work / "in" / "fake.parquet", "id\n1\n")
+    write(work / "in" / "bad.ndjson", NDJSON_BAD)
+    good = '{"id": 5, "year": 2024, "city": "x", "amount": 1.0}\n'
+    write(work / "in" / "broken.ndjson", good + '{"id": 6, "year":\n')
+    write(work / "in" / "array.ndjson", good + "[6, 2024]\n")
     write(work / "colonnade.toml", f'[[tables]]\nname = "ext"\nuri = "{work / "in" / "base.csv"}"\n')
     args, says = BAD_INPUTS[case]
     if "--table" not in args:
@@ -117,6 +132,59 @@ def test_quarantine_commits_good_rows_and_keeps_bad_ones(work: Path) -> None:
     with engine.Database(work / "data") as db:
         ids = [r[0] for r in db.sql("SELECT id FROM t ORDER BY id").fetchall()]
     assert ids == [1, 2, 3, 4, 5, 8, 10]
+
+
+def test_ndjson_quarantine_keeps_bad_lines_with_file_line_and_reason(work: Path) -> None:
+    write(work / "in" / "bad.ndjson", NDJSON_BAD)
+    write(work / "in" / "more.ndjson", '\n{"id": 11, "year": 2025, "amount": "lots"}\n{"id": 12, "year": 2025}\n')
+    done = cli("ingest", "in/bad.ndjson", "in/more.ndjson", "--table", "t", "--data", "data", "--json",
+               "--on-error", "quarantine=bad/rows.ndjson", cwd=work)  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    summary = json.loads(done.stdout)
+    assert (summary["rows"], summary["rejected"], summary["version"]) == (3, 4, 1)
+    bad = duckdb.sql(f"SELECT * FROM read_json('{work / 'bad' / 'rows.ndjson'}')").fetchall()
+    got = [(Path(f).name, line, col, kind, reason) for f, line, col, kind, reason, _ in bad]
+    assert got == [
+        ("bad.ndjson", 2, "id", "CAST", 'cannot convert "seven" to BIGINT'),
+        ("bad.ndjson", 4, None, "INVALID JSON", "not valid JSON"),
+        ("bad.ndjson", 5, None, "INVALID JSON", "not a JSON object"),
+        ("more.ndjson", 2, "amount", "CAST", 'cannot convert "lots" to DOUBLE'),  # line numbers count blank lines
+    ]
+    assert bad[0][5] == '{"id": "seven", "year": 2025, "city": "y", "amount": 2.0}'  # the line as it was
+    with engine.Database(work / "data") as db:
+        assert db.sql("SELECT id FROM t WHERE id > 4 ORDER BY id").fetchall() == [(5,), (10,), (12,)]
+
+
+def test_ndjson_bad_line_late_in_a_schema_changing_ingest(work: Path) -> None:
+    """add-columns streams through delta-rs's writer: a bad line far into the input still fails
+    naming it (and commits nothing), or is quarantined while the rest is committed."""
+    big = work / "in" / "big.ndjson"
+    duckdb.sql(f"COPY (SELECT range AS id, 2025 AS year, 'c' AS city, 1.5 AS amount, 'e' AS extra FROM range(200000)) "
+               f"TO '{big}' (FORMAT json)")  # fmt: skip
+    with big.open("a") as out:
+        out.write('{"id": "late", "year": 2025, "extra": "e"}\n')
+    before = table_state(work / "data" / "t")
+    args = ("ingest", "in/big.ndjson", "--table", "t", "--data", "data", "--schema-evolution", "add-columns")
+    done = cli(*args, cwd=work)
+    assert done.returncode == 1
+    assert "big.ndjson: line 200001: column 'id': cannot convert \"late\" to BIGINT" in done.stderr.decode()
+    assert table_state(work / "data" / "t") == before
+    done = cli(*args, "--on-error", "quarantine=bad.csv", "--json", cwd=work)
+    assert done.returncode == 0, done.stderr.decode()
+    assert (json.loads(done.stdout)["rows"], json.loads(done.stdout)["rejected"]) == (200_000, 1)
+    with engine.Database(work / "data") as db:
+        assert db.sql("SELECT count(*), count(extra) FROM t").fetchall() == [(200_004, 200_000)]
+
+
+def test_quarantine_of_typed_input_is_empty_and_well_formed(work: Path) -> None:
+    """Parquet and Arrow carry their types: a mismatch is a schema error before anything is read,
+    so no single row can be bad and the quarantine file holds only its header."""
+    pq.write_table(pacsv.read_csv(work / "in" / "base.csv"), work / "in" / "a.parquet")
+    done = cli("ingest", "in/a.parquet", "--table", "t", "--data", "data", "--json",
+               "--on-error", "quarantine=bad/rows.csv", cwd=work)  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    assert (json.loads(done.stdout)["rows"], json.loads(done.stdout)["rejected"]) == (4, 0)
+    assert (work / "bad" / "rows.csv").read_text() == "file,line,column,error_type,reason,row\n"
 
 
 def test_summary_line_and_gzip_named_csv(work: Path) -> None:

@@ -55,7 +55,8 @@ def parquet_files(work: Path) -> set[str]:
 
 @pytest.mark.parametrize("stage", ["before_write", "after_write", "before_commit"])
 def test_sigkill_leaves_previous_version(table: Path, stage: str) -> None:
-    proc = subprocess.Popen(ingest_cmd(table), env=env(_COLONNADE_INGEST_PAUSE=stage), stderr=subprocess.PIPE)
+    paused = [sys.executable, str(Path(__file__).parent / "ingest_paused.py"), stage, *ingest_cmd(table)[1:]]
+    proc = subprocess.Popen(paused, env=env(), stderr=subprocess.PIPE)
     assert proc.stderr is not None
     assert proc.stderr.readline().decode().strip() == f"paused:{stage}"
     proc.send_signal(signal.SIGKILL)

@@ -26,7 +26,7 @@ from typing import Any
 from engine.catalog import Catalog
 from engine.errors import IngestError
 from engine.ingest.duck import BATCH_ROWS, connect
-from engine.ingest.job import PAUSE_ENV, TARGET_FILE_BYTES, Job, ProgressFn
+from engine.ingest.job import TARGET_FILE_BYTES, Job, ProgressFn
 from engine.ingest.plan import Plan, plan_columns, widens
 from engine.ingest.sources import FORMATS, Source, open_source
 from engine.ingest.summary import IngestSummary
@@ -35,7 +35,6 @@ from engine.storage import WriteMode, writable_path
 __all__ = [
     "BATCH_ROWS",
     "FORMATS",
-    "PAUSE_ENV",
     "TARGET_FILE_BYTES",
     "IngestSummary",
     "Plan",

@@ -8,9 +8,7 @@ writer instead: only it can change metadata in the same commit.
 from __future__ import annotations
 
 import os
-import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,12 +17,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from engine.errors import BadRow, PartitionMismatch
+from engine.errors import BadRow, IngestError, PartitionMismatch
 from engine.ingest.duck import BATCH_ROWS, engine_error, ident, lit
 from engine.ingest.plan import Plan, plan_columns
-from engine.ingest.rejects import check_rejects, count_rejects, first_reject, rejected_rows, write_quarantine
-from engine.ingest.scan import scan
-from engine.ingest.sources import Source
+from engine.ingest.rejects import collect, fail_on_rejects, first_reject, write_quarantine
+from engine.ingest.scan import Scan, scan
+from engine.ingest.sources import Source, estimate_rows
 from engine.storage import (
     TableState,
     WriteMode,
@@ -36,9 +34,9 @@ from engine.storage import (
 )
 
 TARGET_FILE_BYTES = "256MB"  # DuckDB starts a new Parquet file past this size
-PAUSE_ENV = "_COLONNADE_INGEST_PAUSE"  # test hook: "stage" → print it and sleep (crash tests)
 
-ProgressFn = Callable[[int, int], None]  # (input bytes read so far, input bytes in all)
+# (input bytes read so far, input bytes in all, rows read so far: an estimate, None when unknown)
+ProgressFn = Callable[[int, int, int | None], None]
 Outcome = tuple[int, int, int, list[WrittenFile]]  # (version, rows, rejected rows, files written)
 
 
@@ -50,6 +48,7 @@ class Job:
         self.con, self.src, self.path, self.table = con, src, path, table
         self.mode, self.evolution, self.quarantine, self.progress = mode, evolution, quarantine, progress
         self.txn = uuid.uuid4().hex[:12]
+        self.scan = Scan("")
 
     def run(self, partition_by: Sequence[str] | None) -> Outcome:
         state = table_state(self.path)
@@ -59,11 +58,11 @@ class Job:
             partitions = state.partitions  # an overwrite keeps the table's layout unless told otherwise
         # Changing partition columns needs a metadata action that an add-files commit cannot carry.
         relayout = state.exists and self.mode == "overwrite" and partitions != state.partitions
-        plan = plan_columns(self.con, scan(self.con, self.src, target), self.src, target, self.evolution, self.table)
+        self.scan = scan(self.con, self.src, target, self.quarantine is not None)
+        plan = plan_columns(self.con, self.scan.sql, self.src, target, self.evolution, self.table)
         for col in partitions:
             if col not in plan.schema.names:
                 raise PartitionMismatch(f"partition column {col!r} is not a column of the input")
-        _pause("before_write")
         if plan.changes_schema or relayout:  # only delta-rs's writer changes metadata in the same commit
             return self._stream(plan, partitions, "overwrite" if relayout else "merge")
         return self._add_files(plan, partitions, state)
@@ -74,15 +73,14 @@ class Job:
         try:
             written = self._copy(plan.select, partitions)
             rows = sum(f.rows for f in written)
-            rejected = check_rejects(self.con, self.src, self.quarantine)
-            _pause("before_commit")
+            rejected = fail_on_rejects(self.con, self.src, self.quarantine, self._bad_lines())
             meta = {"colonnade.rows": str(rows), "colonnade.rejected": str(rejected)}
             version = commit_files(self.path, written, schema=plan.schema, partitions=partitions, mode=self.mode,
                                    state=state, metadata=meta)  # fmt: skip
         except BaseException:
             remove_uncommitted(self.path, self._own_files())
             raise
-        write_quarantine(self.con, self.src, self.quarantine)
+        write_quarantine(self.con, self.quarantine)
         return version, rows, rejected, written
 
     def _copy(self, select: str, partitions: Sequence[str]) -> list[WrittenFile]:
@@ -92,30 +90,58 @@ class Job:
         if partitions:
             opts.append("PARTITION_BY (" + ", ".join(map(ident, partitions)) + ")")
         sql = f"COPY ({select}) TO {lit(str(self.path))} ({', '.join(opts)})"
-        with _watch(self.con, self.progress, self.src.bytes_in):
+        with _watch(self.con, self.progress, self.src):
             try:
                 rows = self.con.execute(sql).fetchall()
             except Exception as exc:
-                raise engine_error(exc, self.src) from None
-        _pause("after_write")
+                raise self._read_error(exc) from None
         return [_written(self.path, r, partitions) for r in rows]
 
     def _stream(self, plan: Plan, partitions: Sequence[str], schema_mode: str) -> Outcome:
         before = {p.name for p in self.path.rglob("*.parquet")}
-        counter = _Counter(self.con if self.quarantine is None and self.src.fmt == "csv" else None)
-        reader = self.con.sql(plan.select).to_arrow_reader(BATCH_ROWS)
+        try:
+            reader = self.con.sql(plan.select).to_arrow_reader(BATCH_ROWS)  # DuckDB reads the first chunk here
+        except Exception as exc:
+            raise self._read_error(exc) from None
+        counter = _Counter(self._check_drained if self.quarantine is None else None)
         counted = pa.RecordBatchReader.from_batches(plan.schema, counter.count(reader, plan.schema))
         try:
             version = write_stream(self.path, counted, partitions=partitions, mode=self.mode, schema_mode=schema_mode,
                                    metadata={})  # fmt: skip
         except Exception:
             remove_uncommitted(self.path, [p for p in self.path.rglob("*.parquet") if p.name not in before])
+            if isinstance(counter.error, IngestError):  # raised inside delta-rs's writer, which wraps it
+                raise counter.error from None
+            if counter.error is not None:
+                raise self._read_error(counter.error) from None
             raise
-        rejected = rejected_rows(self.con, self.src)
-        write_quarantine(self.con, self.src, self.quarantine)
+        rejected = collect(self.con, self.src, self._bad_lines())
+        write_quarantine(self.con, self.quarantine)
         new = [p for p in self.path.rglob("*.parquet") if p.name not in before]
         written = [WrittenFile(str(p), p.stat().st_size, 0, {}) for p in new]
         return version, counter.rows, rejected, written
+
+    def _bad_lines(self) -> str | None:
+        """NDJSON's pass over the lines for bad ones: needed only to quarantine them (when failing,
+        a bad line stops the read itself)."""
+        return self.scan.bad_lines if self.quarantine is not None else None
+
+    def _check_drained(self) -> None:
+        """Fail mode, once the input is read: CSV's bad rows were recorded, not raised."""
+        if self.src.fmt == "csv":
+            fail_on_rejects(self.con, self.src, None)
+
+    def _read_error(self, exc: Exception) -> IngestError:
+        """A read that failed, as an ingest error; for NDJSON, located to the first bad line."""
+        import duckdb
+
+        error = engine_error(exc, self.src)
+        # Read errors come as DuckDB's exceptions, or as OSError through an Arrow stream.
+        if self.scan.bad_lines is not None and not isinstance(exc, duckdb.OutOfMemoryException):
+            rejected = collect(self.con, self.src, self.scan.bad_lines)
+            if rejected:
+                return BadRow(first_reject(self.con, rejected))
+        return error
 
     def _own_files(self) -> list[Path]:
         if not self.path.is_dir():
@@ -124,20 +150,23 @@ class Job:
 
 
 class _Counter:
-    """Counts rows of a stream; in fail mode it checks CSV rejects once the input is drained,
-    raising before delta-rs can commit."""
+    """Counts the rows of a stream, runs ``check`` once it is drained, and keeps any error raised
+    while reading: delta-rs's writer wraps exceptions from the stream it consumes."""
 
-    def __init__(self, con: Any | None) -> None:
-        self.con, self.rows = con, 0
+    def __init__(self, check: Callable[[], None] | None) -> None:
+        self.check, self.rows = check, 0
+        self.error: Exception | None = None
 
     def count(self, reader: pa.RecordBatchReader, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-        for batch in reader:
-            self.rows += batch.num_rows
-            yield batch.cast(schema) if batch.schema != schema else batch
-        if self.con is not None:
-            n = count_rejects(self.con)
-            if n:
-                raise BadRow(first_reject(self.con, n))
+        try:
+            for batch in reader:
+                self.rows += batch.num_rows
+                yield batch.cast(schema) if batch.schema != schema else batch
+            if self.check is not None:
+                self.check()
+        except Exception as exc:
+            self.error = exc
+            raise
 
 
 def _partitions(table: str, target: TableState, requested: Sequence[str] | None) -> tuple[str, ...]:
@@ -161,18 +190,21 @@ def _written(root: Path, row: tuple[Any, ...], partitions: Sequence[str]) -> Wri
 
 
 @contextmanager
-def _watch(con: Any, progress: ProgressFn | None, total: int) -> Iterator[None]:
-    """Report DuckDB's own progress (fraction of input scanned) while the COPY runs."""
+def _watch(con: Any, progress: ProgressFn | None, src: Source) -> Iterator[None]:
+    """Report DuckDB's own progress (the fraction of input scanned) while the COPY runs, as bytes
+    and as rows estimated from it (rows are exact only once the COPY returns)."""
     if progress is None:
         yield
         return
+    total, rows = src.bytes_in, estimate_rows(src)
     done = threading.Event()
 
     def poll() -> None:
         while not done.wait(0.2):
             pct = con.query_progress()
             if pct >= 0:  # DuckDB's estimate of the input scanned, in percent
-                progress(int(total * min(pct, 100.0) / 100), total)
+                share = min(pct, 100.0) / 100
+                progress(int(total * share), total, None if rows is None else int(rows * share))
 
     thread = threading.Thread(target=poll, name="ingest-progress", daemon=True)
     thread.start()
@@ -181,11 +213,3 @@ def _watch(con: Any, progress: ProgressFn | None, total: int) -> Iterator[None]:
     finally:
         done.set()
         thread.join()
-
-
-def _pause(stage: str) -> None:
-    """Crash-test hook: with ``_COLONNADE_INGEST_PAUSE=stage`` the process announces the stage
-    on stderr and sleeps there, so a test can SIGKILL it at an exact point."""
-    if os.environ.get(PAUSE_ENV) == stage:
-        print(f"paused:{stage}", file=sys.stderr, flush=True)
-        time.sleep(3600)

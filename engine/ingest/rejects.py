@@ -1,5 +1,11 @@
-"""Bad CSV rows, from DuckDB's reject tables: fail naming the first one, or write them all to a
-quarantine file (one row per bad input row) while the good rows are committed."""
+"""Bad rows, whatever the format, as one temp relation ``colonnade_rejects`` with one row per bad
+input row: ``(file, line, column, error_type, reason, row)``. The ingest either fails naming the
+first of them, or writes them all to a quarantine file while the good rows are committed.
+
+CSV's come from DuckDB's reject tables (filled while the COPY reads); NDJSON's from a pass over
+the lines (``ndjson.bad_rows``); Parquet and Arrow inputs are typed, so a value cannot be bad on
+its own: their mismatches are schema errors, raised before anything is read.
+"""
 
 from __future__ import annotations
 
@@ -10,58 +16,57 @@ from engine.errors import BadRow
 from engine.ingest.duck import lit
 from engine.ingest.sources import Source
 
+REJECTS = "colonnade_rejects"
 _QUARANTINE_FORMATS = {".parquet": "parquet", ".ndjson": "json", ".jsonl": "json", ".json": "json"}
 
+# One row per bad CSV line, even when several of its columns failed.
+_CSV_REJECTS = (
+    "SELECT s.file_path AS file, e.line, first(e.column_name ORDER BY e.column_idx) AS column, "
+    "first(e.error_type ORDER BY e.column_idx)::VARCHAR AS error_type, "
+    "string_agg(e.error_message, '; ' ORDER BY e.column_idx) AS reason, first(e.csv_line) AS row "
+    "FROM reject_errors e JOIN reject_scans s USING (scan_id, file_id) GROUP BY ALL"
+)
+_NONE = ("SELECT NULL::VARCHAR AS file, NULL::BIGINT AS line, NULL::VARCHAR AS column, NULL::VARCHAR AS error_type, "
+         "NULL::VARCHAR AS reason, NULL::VARCHAR AS row LIMIT 0")  # fmt: skip
 
-def count_rejects(con: Any) -> int:
-    return int(con.execute("SELECT count(DISTINCT (file_id, line)) FROM reject_errors").fetchone()[0])
+
+def collect(con: Any, src: Source, bad_lines: str | None = None) -> int:
+    """Gather the ingest's bad rows into ``colonnade_rejects`` and return how many there are.
+
+    ``bad_lines`` is the NDJSON query that finds them (a second pass over the input); CSV's were
+    recorded by the reader during the COPY."""
+    if src.fmt == "csv":
+        query = _CSV_REJECTS
+    elif bad_lines is not None:
+        query = f"SELECT * FROM {bad_lines}"
+    else:
+        query = _NONE
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {REJECTS} AS {query}")
+    return int(con.execute(f"SELECT count(*) FROM {REJECTS}").fetchall()[0][0])
 
 
-def rejected_rows(con: Any, src: Source) -> int:
-    if src.fmt != "csv":
-        return 0
-    return count_rejects(con)
+def first_reject(con: Any, rejected: int) -> str:
+    """The ingest's failure message: where the first bad row is, and how many more there are."""
+    [(file, line, column, reason)] = con.execute(
+        f"SELECT file, line, \"column\", reason FROM {REJECTS} ORDER BY file, line LIMIT 1"
+    ).fetchall()
+    where = f"column {column!r}: " if column else ""
+    more = f" ({rejected - 1:,} more bad row(s); use --on-error quarantine=PATH to skip them)" if rejected > 1 else ""
+    return f"{file}: line {line}: {where}{reason}{more}; nothing was written"
 
 
-def check_rejects(con: Any, src: Source, quarantine: Path | None) -> int:
+def fail_on_rejects(con: Any, src: Source, quarantine: Path | None, bad_lines: str | None = None) -> int:
     """The number of bad rows, or ``BadRow`` naming the first when there is nowhere to put them."""
-    rejected = rejected_rows(con, src)
+    rejected = collect(con, src, bad_lines)
     if rejected and quarantine is None:
         raise BadRow(first_reject(con, rejected))
     return rejected
 
 
-def first_reject(con: Any, rejected: int) -> str:
-    file, line, column, message = con.execute(
-        "SELECT s.file_path, e.line, e.column_name, e.error_message FROM reject_errors e "
-        "JOIN reject_scans s USING (scan_id, file_id) ORDER BY s.file_path, e.line LIMIT 1"
-    ).fetchone()
-    where = f"column {column!r}: " if column else ""
-    more = f" ({rejected - 1:,} more bad row(s); use --on-error quarantine=PATH to skip them)" if rejected > 1 else ""
-    return f"{file}: line {line}: {where}{message}{more}; nothing was written"
-
-
-def write_quarantine(con: Any, src: Source, quarantine: Path | None) -> None:
+def write_quarantine(con: Any, quarantine: Path | None) -> None:
+    """Every bad row, with its reason, to ``quarantine`` (CSV, or Parquet/NDJSON by extension)."""
     if quarantine is None:
         return
     fmt = _QUARANTINE_FORMATS.get(quarantine.suffix.lower(), "csv")
     quarantine.parent.mkdir(parents=True, exist_ok=True)
-    if src.fmt != "csv":  # only CSV has per-row rejects; write an empty, well-formed file
-        _empty_reject_tables(con)
-    con.execute(
-        # One quarantined row per bad input row, even when several of its columns failed.
-        "COPY (SELECT s.file_path AS file, e.line, first(e.column_name ORDER BY e.column_idx) AS column, "
-        "first(e.error_type ORDER BY e.column_idx) AS error_type, "
-        "string_agg(e.error_message, '; ' ORDER BY e.column_idx) AS reason, first(e.csv_line) AS row "
-        "FROM reject_errors e JOIN reject_scans s USING (scan_id, file_id) GROUP BY ALL ORDER BY file, line) "
-        f"TO {lit(str(quarantine))} (FORMAT {fmt})"
-    )
-
-
-def _empty_reject_tables(con: Any) -> None:
-    """The reject tables DuckDB's CSV reader would have made, with no rows."""
-    con.execute("CREATE TEMP TABLE reject_errors AS SELECT NULL::VARCHAR AS file_path, NULL::BIGINT AS line, "
-                "NULL::VARCHAR AS column_name, NULL::VARCHAR AS error_type, NULL::VARCHAR AS error_message, "
-                "NULL::VARCHAR AS csv_line, NULL::UBIGINT AS scan_id, NULL::UBIGINT AS file_id, NULL::UBIGINT AS column_idx LIMIT 0")  # fmt: skip
-    con.execute("CREATE TEMP TABLE reject_scans AS SELECT NULL::UBIGINT AS scan_id, NULL::UBIGINT AS file_id, "
-                "NULL::VARCHAR AS file_path LIMIT 0")  # fmt: skip
+    con.execute(f"COPY (SELECT * FROM {REJECTS} ORDER BY file, line) TO {lit(str(quarantine))} (FORMAT {fmt})")

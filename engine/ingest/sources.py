@@ -113,6 +113,32 @@ def _compression(src: Source) -> str | None:
     return found.pop() if found else None
 
 
+def estimate_rows(src: Source, sample_bytes: int = 1 << 20) -> int | None:
+    """How many rows ``src`` holds, for a progress bar: exact for Parquet, Arrow and in-memory
+    tables (from metadata), extrapolated from the first MiB of text inputs, None when unknown
+    (zstd input, a stream of batches)."""
+    if src.data is not None:
+        rows = getattr(src.data, "num_rows", None)
+        return rows if isinstance(rows, int) else (len(src.data) if hasattr(src.data, "__len__") else None)
+    if src.typed:
+        import pyarrow.dataset as ds
+
+        return ds.dataset(src.files, format="ipc" if src.fmt == "arrow" else "parquet").count_rows()
+    if src.compression not in (None, "gzip"):
+        return None
+    with open(src.files[0], "rb") as raw:
+        if src.compression == "gzip":
+            import gzip
+
+            text = gzip.GzipFile(fileobj=raw).read(sample_bytes)
+        else:
+            text = raw.read(sample_bytes)
+        consumed = raw.tell()  # bytes of the file (compressed, if it is) that gave ``text``
+    lines = text.count(b"\n") or 1
+    header = len(src.files) if src.fmt == "csv" else 0
+    return max(0, int(src.bytes_in * lines / max(consumed, 1)) - header)
+
+
 def _spool_stdin(stream: IO[bytes], spool_dir: Path) -> Path:
     """Copy stdin to a temp file in chunks: the readers need to seek (sniffing, Parquet footers)."""
     spool_dir.mkdir(parents=True, exist_ok=True)

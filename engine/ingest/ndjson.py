@@ -1,0 +1,95 @@
+"""NDJSON line by line: each line's typed row, or the reason it cannot be one.
+
+DuckDB's ``read_json`` stops at the first bad line and names no column, so it cannot quarantine
+bad lines, nor say where a failed ingest broke. Here each line is read as text (DuckDB's CSV
+reader with a control character as delimiter and no quoting keeps a line whole), numbered in input
+order (``row_number() OVER ()`` preserves it), and parsed with ``json_transform`` into the
+columns' types. A line is bad when it is not JSON, is not an object, or holds a value that does
+not convert; blank lines are skipped, as ``read_json`` skips them. All of it runs in DuckDB.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from engine.ingest.duck import ident, lit
+
+_DELIM = "\x1f"  # JSON text cannot hold a raw control character, so no valid line contains it
+_MAX_LINE_BYTES = 16 * 1024 * 1024  # read_json's own limit on one object
+
+
+def lines(files: list[str], compression: str | None) -> str:
+    """Every line of ``files`` as ``(file, rn, text)``; ``rn`` counts lines across all files in order."""
+    opts = [
+        "columns = {'text': 'VARCHAR'}", "header = false", "auto_detect = false", f"delim = {lit(_DELIM)}",
+        "quote = ''", "escape = ''", "strict_mode = false", "filename = true", f"max_line_size = {_MAX_LINE_BYTES}",
+    ]  # fmt: skip
+    if compression:
+        opts.append(f"compression = {lit(compression)}")
+    listed = "[" + ", ".join(lit(f) for f in files) + "]"
+    return (f"(SELECT filename AS file, row_number() OVER () AS rn, text "
+            f"FROM read_csv({listed}, {', '.join(opts)}))")  # fmt: skip
+
+
+_SAMPLE_LINES = 20480  # as many as read_json samples
+# json_group_structure's names → column types (nested values are kept as their JSON text)
+_STRUCTURE_TYPES = {"UBIGINT": "BIGINT", "BIGINT": "BIGINT", "DOUBLE": "DOUBLE", "BOOLEAN": "BOOLEAN"}
+
+
+def infer(con: Any, files: list[str], compression: str | None) -> dict[str, str]:
+    """Column types from the first object lines, for when ``read_json`` gives up on records
+    because its sample holds a line that is JSON but not an object."""
+    is_object = "CASE WHEN json_valid(text) THEN json_type(text) = 'OBJECT' ELSE false END"
+    found = con.execute(f"SELECT json_group_structure(text::JSON) FROM (SELECT text FROM {lines(files, compression)} "
+                        f"WHERE {is_object} LIMIT {_SAMPLE_LINES})").fetchall()[0][0]  # fmt: skip
+    structure = json.loads(found) if found else {}
+    return {k: _STRUCTURE_TYPES.get(v, "VARCHAR") if isinstance(v, str) else "VARCHAR" for k, v in structure.items()}
+
+
+def checked(files: list[str], compression: str | None, types: dict[str, str]) -> str:
+    """``(file, rn, blank, typed, reason, column_name, text)`` for every line: ``typed`` is the
+    line as a struct of ``types`` and ``reason`` is NULL for a good line."""
+    target = lit(json.dumps(types))
+    raw = lit(json.dumps(dict.fromkeys(types, "JSON")))
+    blank = "(text IS NULL OR trim(text, ' \t\r') = '')"
+    # CASE, not AND: DuckDB may evaluate both sides of an AND, and json_type errors on bad JSON.
+    is_object = "(CASE WHEN json_valid(text) THEN json_type(text) = 'OBJECT' ELSE false END)"
+    # A value that is present and not JSON null, yet NULL once typed, did not convert.
+    lost = [(f"struct_extract(raw, {lit(n)}) IS NOT NULL AND struct_extract(typed, {lit(n)}) IS NULL", n, t)
+            for n, t in types.items()]  # fmt: skip
+    reason = " ".join(f"WHEN {cond} THEN 'cannot convert ' || struct_extract(raw, {lit(n)}) || {lit(' to ' + t)}"
+                      for cond, n, t in lost)  # fmt: skip
+    column = " ".join(f"WHEN {cond} THEN {lit(n)}" for cond, n, _ in lost)
+    return (
+        f"(SELECT file, rn, blank, typed, text, "
+        f"CASE WHEN blank THEN NULL WHEN NOT json_valid(text) THEN 'not valid JSON' "
+        f"WHEN json_type(text) <> 'OBJECT' THEN 'not a JSON object' {reason} END AS reason, "
+        f"CASE WHEN blank OR NOT {is_object} THEN NULL {column} END AS column_name "
+        f"FROM (SELECT file, rn, text, {blank} AS blank, "
+        f"CASE WHEN {blank} THEN NULL WHEN {is_object} THEN json_transform(text, {target}) END AS typed, "
+        f"CASE WHEN {blank} THEN NULL WHEN {is_object} THEN json_transform(text, {raw}) END AS raw "
+        f"FROM {lines(files, compression)}))"
+    )
+
+
+def good_rows(checked_lines: str, types: dict[str, str]) -> str:
+    """The FROM clause of the lines that parse: one column per entry of ``types``."""
+    cols = ", ".join(f"struct_extract(typed, {lit(n)}) AS {ident(n)}" for n in types)
+    return f"(SELECT {cols} FROM {checked_lines} WHERE NOT blank AND reason IS NULL)"
+
+
+def bad_rows(checked_lines: str) -> str:
+    """The bad lines as ``(file, line, column, error_type, reason, row)``, line numbers per file.
+
+    One pass: per file, the first line's global number and the list of its bad lines (few, or
+    the ingest would not be worth quarantining), then unnested."""
+    return (
+        "(SELECT file, b.rn - first_rn + 1 AS line, b.column_name AS column, "
+        "CASE WHEN b.column_name IS NULL THEN 'INVALID JSON' ELSE 'CAST' END AS error_type, "
+        "b.reason AS reason, b.text AS row "
+        "FROM (SELECT file, min(rn) AS first_rn, "
+        "list({'rn': rn, 'column_name': column_name, 'reason': reason, 'text': text}) "
+        "FILTER (WHERE reason IS NOT NULL) AS bad "
+        f"FROM {checked_lines} GROUP BY file), unnest(bad) AS u(b))"
+    )
