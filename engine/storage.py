@@ -8,6 +8,7 @@ leaves the previous version intact; ``vacuum`` later deletes such orphans.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -165,10 +166,8 @@ def remove_uncommitted(path: Path, files: Iterable[Path]) -> None:
                 break
             parent = parent.parent
     if path.is_dir() and not (path / DELTA_LOG).exists():
-        try:
+        with contextlib.suppress(OSError):  # not empty: someone else is writing there
             path.rmdir()  # a brand-new table that never committed leaves nothing behind
-        except OSError:
-            pass
 
 
 # -- maintenance ---------------------------------------------------------------------------

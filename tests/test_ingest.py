@@ -18,6 +18,7 @@ import pytest
 
 import engine
 from engine.errors import SchemaMismatch
+from engine.ingest import estimate_rows, open_source
 
 COLONNADE = str(Path(sys.executable).parent / "colonnade")
 
@@ -262,3 +263,61 @@ def test_overwrite_replaces_rows_and_may_repartition(work: Path) -> None:
         snap = db.table("t")
         assert (snap.version, snap.partitions, snap.row_count) == (1, ("city",), 4)
         assert db.sql("SELECT count(*) FROM t WHERE city IS NULL").fetchall() == [(1,)]
+
+
+@pytest.fixture(scope="module")
+def long_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """~2M rows of uneven width: long enough for the progress bar to draw (it polls every 0.2 s)."""
+    path = tmp_path_factory.mktemp("progress") / "long.csv"
+    duckdb.sql(f"COPY (SELECT range AS id, repeat('x', (range % 40)::INTEGER) AS pad, range / 7 AS f "
+               f"FROM range(2000000)) TO '{path}' (HEADER)")  # fmt: skip
+    return path
+
+
+def test_row_estimates_for_the_progress_bar(long_csv: Path, tmp_path: Path) -> None:
+    pq.write_table(pacsv.read_csv(long_csv), tmp_path / "long.parquet")
+    (tmp_path / "long.csv.gz").write_bytes(gzip.compress(long_csv.read_bytes(), compresslevel=1))
+    duckdb.sql(f"COPY (FROM read_csv('{long_csv}')) TO '{tmp_path / 'long.zst.csv'}' (HEADER, COMPRESSION zstd)")
+    assert estimate_rows(open_source(str(tmp_path / "long.parquet"))) == 2_000_000  # from the footers
+    assert estimate_rows(open_source(str(long_csv))) == pytest.approx(2_000_000, rel=0.1)  # from the first MiB
+    gz = open_source(str(tmp_path / "long.csv.gz"), "csv")
+    assert gz.compression == "gzip" and estimate_rows(gz) == pytest.approx(2_000_000, rel=0.15)
+    assert estimate_rows(open_source(str(tmp_path / "long.zst.csv"))) is None  # unknown: no row count is shown
+    assert estimate_rows(open_source(pa.table({"a": range(10)}))) == 10
+
+
+def test_progress_reports_bytes_and_rows_as_it_goes(long_csv: Path, tmp_path: Path) -> None:
+    calls: list[tuple[int, int, int | None]] = []
+    with engine.Database(tmp_path / "data", create=True) as db:
+        summary = db.ingest(str(long_csv), table="p", progress=lambda *a: calls.append(a))
+    assert summary.rows == 2_000_000 and calls, "no progress reported"
+    total = long_csv.stat().st_size
+    assert all(t == total and 0 <= done <= total for done, t, _ in calls)
+    assert [c[0] for c in calls] == sorted(c[0] for c in calls)  # never goes backwards
+    for done, _, rows in calls:  # rows follow bytes: the estimate extrapolates the same fraction
+        assert rows is not None and rows == pytest.approx(2_000_000 * done / total, rel=0.1, abs=1000)
+
+
+def test_progress_bar_on_a_terminal(long_csv: Path, tmp_path: Path) -> None:
+    """On a terminal, stderr shows MB read, MB/s, rows and rows/s; the summary still goes to stdout."""
+    import pty
+
+    main, replica = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLONNADE_")} | {"COLUMNS": "160"}
+    proc = subprocess.Popen([COLONNADE, "ingest", str(long_csv), "--table", "p", "--data", "data"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=replica)  # fmt: skip
+    os.close(replica)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the replica closed: the process is done
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    out, _ = proc.communicate(timeout=120)
+    os.close(main)
+    assert proc.returncode == 0 and out.decode().startswith("p: 2,000,000 rows")
+    text = drawn.decode(errors="replace")
+    assert "ingest p" in text and "MB" in text and "rows/s" in text and "~" in text, text[-2000:]

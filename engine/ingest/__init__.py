@@ -28,7 +28,7 @@ from engine.errors import IngestError
 from engine.ingest.duck import BATCH_ROWS, connect
 from engine.ingest.job import TARGET_FILE_BYTES, Job, ProgressFn
 from engine.ingest.plan import Plan, plan_columns, widens
-from engine.ingest.sources import FORMATS, Source, open_source
+from engine.ingest.sources import FORMATS, Source, estimate_rows, open_source
 from engine.ingest.summary import IngestSummary
 from engine.storage import WriteMode, writable_path
 
@@ -40,6 +40,7 @@ __all__ = [
     "Plan",
     "ProgressFn",
     "Source",
+    "estimate_rows",
     "ingest",
     "open_source",
     "plan_columns",

@@ -27,7 +27,7 @@ FUZZ = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database
 TABLES = {
     "nation": ("n_nationkey", {"n_nationkey": "int", "n_name": "str", "n_regionkey": "int", "n_comment": "str"}),
     "supplier": ("s_suppkey", {"s_suppkey": "int", "s_name": "str", "s_nationkey": "int", "s_phone": "str",
-                               "s_acctbal": "dec", "s_comment": "str"}),  # fmt: skip
+                               "s_acctbal": "dec", "s_comment": "str"}),
 }
 COMPARE = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 SQL_TYPE = {"int": "BIGINT", "dec": "DECIMAL(15,2)"}
@@ -112,7 +112,7 @@ class RowsRequest:
 # PostgREST grammar and quoting (dots, commas, parentheses, quotes, stars, unicode).
 TEXT = st.one_of(
     st.sampled_from(["ALGERIA", "PERU", "Supplier#000000001", "27-918-335-1736", "", "a.b", "x,y", "(z)", "it's",
-                     "%", "_", "é", "日本"]),  # fmt: skip
+                     "%", "_", "é", "日本"]),
     st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters='"\\'), max_size=8).map(str.strip),
 )
 NUMBER = {
@@ -179,7 +179,7 @@ GARBAGE_VALUE = st.one_of(
     st.text(max_size=24),
     st.builds("".join, st.lists(st.sampled_from(["eq.", "not.", "in.(", ")", "(", ",", '"', "*", "is.", "null",
                                                  "n_name", ".", "asc", "desc", "or(", "and(", "1", "x", "\\"]),
-                                max_size=10)),  # fmt: skip
+                                max_size=10)),
 )
 
 
