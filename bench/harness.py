@@ -597,6 +597,20 @@ class Bench:
         out["svg_path"] = str(svg) if svg.exists() else None
         return out
 
+    # (7) ingestion --------------------------------------------------------------------------------
+
+    def ingest(self) -> dict:
+        """`colonnade ingest` of lineitem as CSV and NDJSON against DuckDB and Polars writing Parquet
+        (best of --ingest-runs, each contender in a fresh process; see bench/ingest.py)."""
+        from bench import ingest as ingest_bench
+
+        runs, scale = self.args.ingest_runs, self.args.scale
+        results = ingest_bench.run(scale, runs) | ingest_bench.run_ndjson(scale, runs)
+        out = ingest_bench.summarise(results)
+        out |= {"scale": scale, "runs": runs, "csv_mb": round(ingest_bench.lineitem_csv(scale).stat().st_size / 1e6),
+                "ndjson_mb": round(ingest_bench.lineitem_ndjson(scale).stat().st_size / 1e6)}  # fmt: skip
+        return out
+
 
 def _py_spy(args: list[str]) -> dict:
     proc = subprocess.run([PY_SPY, *args], capture_output=True, text=True)
@@ -699,7 +713,7 @@ def meta(args: argparse.Namespace) -> dict:
     }
 
 
-SECTIONS = ("tpch", "concurrency", "gil", "small", "exports", "profile")
+SECTIONS = ("tpch", "concurrency", "gil", "small", "exports", "profile", "ingest")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -714,6 +728,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--wrk-runs", type=int, default=5, help="interleaved wrk runs per side (2 workers are bimodal)")
     p.add_argument("--export-rows", type=int, default=1_000_000)
     p.add_argument("--profile-seconds", type=int, default=8)
+    p.add_argument("--ingest-runs", type=int, default=2, help="repetitions of each ingest contender (best of)")
     p.add_argument("--roapi-timeout", type=float, default=60.0)
     p.add_argument("--only", nargs="*", choices=SECTIONS)
     p.add_argument("--no-roapi", action="store_true")

@@ -75,6 +75,16 @@ def targets(r: dict) -> list[dict]:
     if big:
         add(f"{big['bytes'] and e.get('lineitem_rows', 6_001_215) / 1e6:.0f}M-row lineitem CSV export, server RSS growth", f"{big['rss_growth_mb']:.0f} MB", "≤ 300 MB",
             big["rss_growth_mb"] <= 300, "exports")  # fmt: skip
+    i = r.get("ingest", {})
+    ratios = i.get("ratios", {})
+    if "csv" in ratios:
+        add(f"ingest lineitem CSV SF{i['scale']:g} → Delta: time ÷ faster of DuckDB COPY, Polars sink_parquet",
+            _x(ratios["csv"]), "≤ 1.20×", ratios["csv"] <= 1.2, "ingest")  # fmt: skip
+        add("ingest lineitem CSV, peak RSS", f"{i['peak_rss_mb']} MB", "< 1500 MB", i["peak_rss_mb"] < 1500, "ingest")
+    for label in ("fail", "quarantine"):
+        if f"ndjson_{label}" in ratios:
+            add(f"ingest lineitem NDJSON ({label} mode): time ÷ faster of DuckDB COPY, Polars sink_parquet",
+                _x(ratios[f"ndjson_{label}"]), "(report)", None, "ingest")  # fmt: skip
     return out
 
 
@@ -333,7 +343,20 @@ def benchmarks_md(r: dict, plot_dir: str, made: list[str], notes: str) -> str:
         L.append("")
     elif p.get("skipped"):
         L += ["## 6. Profile under load", "", f"Skipped: {p['skipped']}", ""]
-    for name in ("tpch", "concurrency", "gil", "small", "exports", "profile"):
+    i = r.get("ingest", {})
+    if i.get("results"):
+        L += ["## 7. Ingestion", "",
+              f"`python -m bench.ingest` inside the harness: TPC-H SF{i['scale']:g} `lineitem` as CSV ({i['csv_mb']} MB) "
+              f"and NDJSON ({i['ndjson_mb']} MB) into a new Delta table with `colonnade ingest`, against DuckDB's "
+              "`COPY (FROM read_…) TO 'x.parquet'` and Polars' `scan_…().sink_parquet()`. Each contender runs in a "
+              f"fresh process (wall time and that process's peak RSS), best of {i['runs']}, interleaved. The `read:` rows "
+              "time each library reading the CSV into Arrow batches. NDJSON in quarantine mode reads the input twice "
+              "(once for the rows, once line by line for bad ones).", "",
+              "| contender | seconds | peak RSS MB |", "|---|---|---|"]  # fmt: skip
+        for name, v in i["results"].items():
+            L.append(f"| {name} | {v['s']:.2f} | {v['rss_mb']} |")
+        L.append("")
+    for name in ("tpch", "concurrency", "gil", "small", "exports", "profile", "ingest"):
         if "error" in r.get(name, {}):
             L.append(f"**Section {name} failed in this run:** `{r[name]['error']}`\n")
     if notes:

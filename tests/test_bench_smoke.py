@@ -19,7 +19,7 @@ def results(tmp_path_factory: pytest.TempPathFactory, tpch_dir: Path) -> tuple[d
     out = tmp_path_factory.mktemp("bench")
     r = harness.main(["--data", str(tpch_dir), "--scale", "0.01", "--out", str(out), "--runs", "1",
                       "--duration", "1", "--wrk-seconds", "1", "--export-rows", "2000", "--profile-seconds", "1",
-                      "--clients", "4", "--roapi-timeout", "20", "--strict"])  # fmt: skip
+                      "--clients", "4", "--roapi-timeout", "20", "--ingest-runs", "1", "--strict"])  # fmt: skip
     return r, out
 
 
@@ -43,6 +43,9 @@ def test_every_section_produced_numbers(results: tuple[dict, Path]) -> None:
     for fmt in ("json", "csv", "arrow", "parquet"):
         assert e["colonnade"][fmt]["bytes"] > 0 and e["colonnade"][fmt]["seconds"] > 0, fmt
     assert e["lineitem_csv"]["bytes"] > 0
+    i = r["ingest"]
+    assert i["results"]["colonnade ingest"]["s"] > 0 and i["peak_rss_mb"] > 0
+    assert set(i["ratios"]) == {"csv", "ndjson_fail", "ndjson_quarantine"} and min(i["ratios"].values()) > 0
     if harness.roapi_available():
         assert "roapi_ondemand" in tpch["totals_s"] and e["roapi_memory"]["arrow"]["bytes"] > 0
     if "wrk" not in r["meta"]["skipped"]:
@@ -59,6 +62,7 @@ def test_report_writes_tables_and_readme_section(results: tuple[dict, Path], tmp
     report.main([str(out / "results.json"), "--benchmarks", str(bench_md), "--plots", str(tmp_path / "plots"),
                  "--readme", str(readme)])  # fmt: skip
     text = bench_md.read_text()
-    assert "## Headline" in text and "in-process" in text and "## 5. Exports" in text
+    assert "## Headline" in text and "in-process" in text and "## 5. Exports" in text and "## 7. Ingestion" in text
+    assert "ingest lineitem CSV" in text and "| ndjson: colonnade ingest (quarantine) |" in text
     updated = readme.read_text()
     assert "| comparison" in updated and "old" not in updated and "## After\n\nkept" in updated

@@ -135,6 +135,19 @@ def test_quarantine_commits_good_rows_and_keeps_bad_ones(work: Path) -> None:
     assert ids == [1, 2, 3, 4, 5, 8, 10]
 
 
+def test_unwritable_quarantine_commits_nothing(work: Path) -> None:
+    """The quarantine file is written before the commit: if it cannot be, the good rows are not
+    committed either (committing them would lose the bad ones)."""
+    write_clash(work)
+    (work / "bad").write_text("a file where the quarantine's directory should be")
+    before = table_state(work / "data" / "t")
+    done = cli("ingest", "in/clash.csv", "--table", "t", "--data", "data", "--on-error", "quarantine=bad/rows.csv",
+               cwd=work)  # fmt: skip
+    stderr = done.stderr.decode()
+    assert done.returncode == 1 and stderr.startswith("error: cannot write the quarantine file") and stderr.count("\n") == 1
+    assert table_state(work / "data" / "t") == before
+
+
 def test_ndjson_quarantine_keeps_bad_lines_with_file_line_and_reason(work: Path) -> None:
     write(work / "in" / "bad.ndjson", NDJSON_BAD)
     write(work / "in" / "more.ndjson", '\n{"id": 11, "year": 2025, "amount": "lots"}\n{"id": 12, "year": 2025}\n')

@@ -49,6 +49,7 @@ class Job:
         self.mode, self.evolution, self.quarantine, self.progress = mode, evolution, quarantine, progress
         self.txn = uuid.uuid4().hex[:12]
         self.scan = Scan("")
+        self.wrote_quarantine = False
 
     def run(self, partition_by: Sequence[str] | None) -> Outcome:
         state = table_state(self.path)
@@ -73,14 +74,14 @@ class Job:
         try:
             written = self._copy(plan.select, partitions)
             rows = sum(f.rows for f in written)
-            rejected = fail_on_rejects(self.con, self.src, self.quarantine, self._bad_lines())
+            rejected = self._settle_rejects()
             meta = {"colonnade.rows": str(rows), "colonnade.rejected": str(rejected)}
             version = commit_files(self.path, written, schema=plan.schema, partitions=partitions, mode=self.mode,
                                    state=state, metadata=meta)  # fmt: skip
         except BaseException:
             remove_uncommitted(self.path, self._own_files())
+            self._drop_quarantine()
             raise
-        write_quarantine(self.con, self.quarantine)
         return version, rows, rejected, written
 
     def _copy(self, select: str, partitions: Sequence[str]) -> list[WrittenFile]:
@@ -103,33 +104,38 @@ class Job:
             reader = self.con.sql(plan.select).to_arrow_reader(BATCH_ROWS)  # DuckDB reads the first chunk here
         except Exception as exc:
             raise self._read_error(exc) from None
-        counter = _Counter(self._check_drained if self.quarantine is None else None)
+        counter = _Counter(self._settle_rejects)  # runs once the input is drained, before delta-rs commits
         counted = pa.RecordBatchReader.from_batches(plan.schema, counter.count(reader, plan.schema))
         try:
             version = write_stream(self.path, counted, partitions=partitions, mode=self.mode, schema_mode=schema_mode,
                                    metadata={})  # fmt: skip
         except Exception:
             remove_uncommitted(self.path, [p for p in self.path.rglob("*.parquet") if p.name not in before])
+            self._drop_quarantine()
             if isinstance(counter.error, IngestError):  # raised inside delta-rs's writer, which wraps it
                 raise counter.error from None
             if counter.error is not None:
                 raise self._read_error(counter.error) from None
             raise
-        rejected = collect(self.con, self.src, self._bad_lines())
-        write_quarantine(self.con, self.quarantine)
         new = [p for p in self.path.rglob("*.parquet") if p.name not in before]
         written = [WrittenFile(str(p), p.stat().st_size, 0, {}) for p in new]
-        return version, counter.rows, rejected, written
+        return version, counter.rows, counter.rejected, written
 
-    def _bad_lines(self) -> str | None:
-        """NDJSON's pass over the lines for bad ones: needed only to quarantine them (when failing,
-        a bad line stops the read itself)."""
-        return self.scan.bad_lines if self.quarantine is not None else None
+    def _settle_rejects(self) -> int:
+        """Once the input is read and before the commit: fail on bad rows, or write them to the
+        quarantine file (so a failure to write it still commits nothing). CSV's were recorded by
+        the reader; NDJSON's need their own pass over the lines, made only when quarantining (when
+        failing, a bad line stops the read itself)."""
+        bad_lines = self.scan.bad_lines if self.quarantine is not None else None
+        rejected = fail_on_rejects(self.con, self.src, self.quarantine, bad_lines)
+        write_quarantine(self.con, self.quarantine)
+        self.wrote_quarantine = self.quarantine is not None
+        return rejected
 
-    def _check_drained(self) -> None:
-        """Fail mode, once the input is read: CSV's bad rows were recorded, not raised."""
-        if self.src.fmt == "csv":
-            fail_on_rejects(self.con, self.src, None)
+    def _drop_quarantine(self) -> None:
+        """The ingest failed: its quarantine file describes rows of a commit that never happened."""
+        if self.wrote_quarantine and self.quarantine is not None:
+            self.quarantine.unlink(missing_ok=True)
 
     def _read_error(self, exc: Exception) -> IngestError:
         """A read that failed, as an ingest error; for NDJSON, located to the first bad line."""
@@ -150,11 +156,12 @@ class Job:
 
 
 class _Counter:
-    """Counts the rows of a stream, runs ``check`` once it is drained, and keeps any error raised
-    while reading: delta-rs's writer wraps exceptions from the stream it consumes."""
+    """Counts the rows of a stream, runs ``settle`` once it is drained (it returns the number of
+    rejected rows), and keeps any error raised while reading: delta-rs's writer wraps exceptions
+    from the stream it consumes."""
 
-    def __init__(self, check: Callable[[], None] | None) -> None:
-        self.check, self.rows = check, 0
+    def __init__(self, settle: Callable[[], int]) -> None:
+        self.settle, self.rows, self.rejected = settle, 0, 0
         self.error: Exception | None = None
 
     def count(self, reader: pa.RecordBatchReader, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
@@ -162,8 +169,7 @@ class _Counter:
             for batch in reader:
                 self.rows += batch.num_rows
                 yield batch.cast(schema) if batch.schema != schema else batch
-            if self.check is not None:
-                self.check()
+            self.rejected = self.settle()
         except Exception as exc:
             self.error = exc
             raise

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.errors import BadRow
+from engine.errors import BadRow, IngestError
 from engine.ingest.duck import lit
 from engine.ingest.sources import Source
 
@@ -68,5 +68,9 @@ def write_quarantine(con: Any, quarantine: Path | None) -> None:
     if quarantine is None:
         return
     fmt = _QUARANTINE_FORMATS.get(quarantine.suffix.lower(), "csv")
-    quarantine.parent.mkdir(parents=True, exist_ok=True)
-    con.execute(f"COPY (SELECT * FROM {REJECTS} ORDER BY file, line) TO {lit(str(quarantine))} (FORMAT {fmt})")
+    try:
+        quarantine.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(f"COPY (SELECT * FROM {REJECTS} ORDER BY file, line) TO {lit(str(quarantine))} (FORMAT {fmt})")
+    except Exception as exc:  # an OSError, or DuckDB's IOException
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise IngestError(f"cannot write the quarantine file {quarantine}: {reason}; nothing was written") from None
