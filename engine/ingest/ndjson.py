@@ -6,6 +6,11 @@ reader with a control character as delimiter and no quoting keeps a line whole),
 order (``row_number() OVER ()`` preserves it), and parsed with ``json_transform`` into the
 columns' types. A line is bad when it is not JSON, is not an object, or holds a value that does
 not convert; blank lines are skipped, as ``read_json`` skips them. All of it runs in DuckDB.
+
+Limits: a value that fails inside a list or struct column (``[1, "x"]`` for ``INTEGER[]``) is
+not caught here and becomes NULL inside its container (``read_json``, used when failing, refuses
+it); DuckDB's strict transform would catch it but also refuses a struct missing a field, which
+``read_json`` accepts. Bad lines are gathered per file in memory before they are written.
 """
 
 from __future__ import annotations
