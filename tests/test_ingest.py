@@ -135,6 +135,20 @@ def test_quarantine_commits_good_rows_and_keeps_bad_ones(work: Path) -> None:
     assert ids == [1, 2, 3, 4, 5, 8, 10]
 
 
+@pytest.mark.parametrize("args", [["--table", "fresh", "--partition-by", "city"],
+                                  ["--table", "t", "--mode", "overwrite", "--partition-by", "city"]])  # fmt: skip
+def test_text_null_in_a_partition_column_is_refused(work: Path, args: list[str]) -> None:
+    """A partition directory city=NULL reads back as null: refusing beats silently turning the
+    text 'NULL' into a null (both the COPY path and delta-rs's writer, used to re-partition)."""
+    write(work / "in" / "nulls.csv", "id,year,city,amount\n5,2024,a,1.0\n6,2024,NULL,2.0\n")
+    before = table_state(work / "data" / "t")
+    done = cli("ingest", "in/nulls.csv", *args, "--data", "data", cwd=work)
+    stderr = done.stderr.decode()
+    assert done.returncode == 1 and stderr.count("\n") == 1, stderr
+    assert "partition column 'city' holds the text 'NULL'" in stderr and "nothing was written" in stderr
+    assert table_state(work / "data" / "t") == before and not (work / "data" / "fresh").exists()
+
+
 def test_unwritable_quarantine_commits_nothing(work: Path) -> None:
     """The quarantine file is written before the commit: if it cannot be, the good rows are not
     committed either (committing them would lose the bad ones)."""

@@ -12,6 +12,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ class Job:
         for col in partitions:
             if col not in plan.schema.names:
                 raise PartitionMismatch(f"partition column {col!r} is not a column of the input")
+        plan = _refuse_null_text(plan, partitions)
         if plan.changes_schema or relayout:  # only delta-rs's writer changes metadata in the same commit
             return self._stream(plan, partitions, "overwrite" if relayout else "merge")
         return self._add_files(plan, partitions, state)
@@ -184,6 +186,24 @@ def _partitions(table: str, target: TableState, requested: Sequence[str] | None)
         raise PartitionMismatch(f"table {table!r} is partitioned by {have}; cannot append with --partition-by "
                                 f"{','.join(wanted)} (use --mode overwrite to change it)")  # fmt: skip
     return target.partitions
+
+
+def _refuse_null_text(plan: Plan, partitions: Sequence[str]) -> Plan:
+    """Make the read fail on the text 'NULL' in a text partition column.
+
+    Hive-style paths name a null partition ``col=NULL`` (DuckDB's writer) and readers take that
+    directory for a null: the text would come back as null. DuckDB raises the error mid-read, so
+    it costs a comparison per row and no extra pass."""
+    guarded = [c for c in partitions if pa.types.is_string(plan.schema.field(c).type)]
+    if not guarded:
+        return plan
+    checks = ", ".join(f"CASE WHEN {ident(c)} = 'NULL' THEN error({lit(_NULL_TEXT.format(c))}) ELSE {ident(c)} END "
+                       f"AS {ident(c)}" for c in guarded)  # fmt: skip
+    return replace(plan, select=f"SELECT * REPLACE ({checks}) FROM ({plan.select})")
+
+
+_NULL_TEXT = ("partition column {!r} holds the text 'NULL', which a hive-style partition path cannot tell from a "
+              "null (partition by another column, or map it to another value first)")  # fmt: skip
 
 
 def _written(root: Path, row: tuple[Any, ...], partitions: Sequence[str]) -> WrittenFile:
