@@ -7,10 +7,11 @@ order (``row_number() OVER ()`` preserves it), and parsed with ``json_transform`
 columns' types. A line is bad when it is not JSON, is not an object, or holds a value that does
 not convert; blank lines are skipped, as ``read_json`` skips them. All of it runs in DuckDB.
 
-Limits: a value that fails inside a list or struct column (``[1, "x"]`` for ``INTEGER[]``) is
-not caught here and becomes NULL inside its container (``read_json``, used when failing, refuses
-it); DuckDB's strict transform would catch it but also refuses a struct missing a field, which
-``read_json`` accepts. Bad lines are gathered per file in memory before they are written.
+Limits: a list, struct or map column must hold a JSON array or object, but a value that fails
+inside one (``[1, "x"]`` for ``INTEGER[]``) is not caught here and becomes NULL inside its
+container (``read_json``, used when failing, refuses it); DuckDB's strict transform would catch
+it but also refuses a struct missing a field, which ``read_json`` accepts. Bad lines are
+gathered per file in memory before they are written.
 """
 
 from __future__ import annotations
@@ -71,8 +72,10 @@ def checked(files: list[str], compression: str | None, types: dict[str, str]) ->
     # Valid JSON that does not start with a brace is an array, a string, a number...
     not_object = "(CASE WHEN starts_with(text, '{') THEN false ELSE NOT starts_with(ltrim(text, ' \t\r'), '{') END)"
     values = [f"struct_extract(raw, {lit(n)})" for n in types]
-    # A value that is present and not JSON null, yet NULL once typed, did not convert.
-    lost = [(f"{v} IS NOT NULL AND struct_extract(typed, {lit(n)}) IS NULL", v, n, t)
+    # A value that is present and not JSON null, yet NULL once typed, did not convert; a struct,
+    # map or list column also needs a JSON value of that shape (a string typed as a struct is a
+    # struct of NULLs, not NULL).
+    lost = [(f"{v} IS NOT NULL AND (struct_extract(typed, {lit(n)}) IS NULL{_shape_check(v, t)})", v, n, t)
             for v, (n, t) in zip(values, types.items(), strict=True)]  # fmt: skip
     reason = " ".join(f"WHEN {cond} THEN 'cannot convert ' || {v} || {lit(' to ' + t)}" for cond, v, _, t in lost)
     column = " ".join(f"WHEN {cond} THEN {lit(n)}" for cond, _, n, _ in lost)
@@ -84,6 +87,14 @@ def checked(files: list[str], compression: str | None, types: dict[str, str]) ->
         f"FROM (SELECT filename AS file, row_number() OVER () AS rn, text, try(json_transform(text, {target})) AS typed, "
         f"try(json_transform(text, {raw})) AS raw FROM {_read_lines(files, compression)}))"
     )
+
+
+def _shape_check(value: str, typ: str) -> str:
+    if typ.endswith("]"):
+        return f" OR json_type({value}) <> 'ARRAY'"
+    if typ.startswith(("STRUCT(", "MAP(")):
+        return f" OR json_type({value}) <> 'OBJECT'"
+    return ""
 
 
 def good_rows(checked_lines: str, types: dict[str, str]) -> str:
