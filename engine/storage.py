@@ -52,6 +52,7 @@ class WrittenFile:
     size: int
     rows: int
     partition_values: dict[str, str | None]
+    stats: dict[str, Any] | None = None  # Delta file statistics; just the row count when None
 
 
 def table_state(path: Path) -> TableState:
@@ -89,7 +90,8 @@ def commit_files(
 
     now_ms = int(time.time() * 1000)
     actions = [
-        AddAction(f.path, f.size, f.partition_values, now_ms, True, json.dumps({"numRecords": f.rows})) for f in files
+        AddAction(f.path, f.size, f.partition_values, now_ms, True, json.dumps(f.stats or {"numRecords": f.rows}))
+        for f in files
     ]
     props = CommitProperties(custom_metadata=metadata)
     try:

@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.dataset
 import pyarrow.parquet as pq
 import pytest
 
@@ -286,6 +287,41 @@ def test_parity_many_csv_files_one_commit(tmp_path: Path) -> None:
     source = checksum(f"(SELECT k, part, s, f, d FROM read_csv('{tmp_path / 'in' / '*.csv'}'))")
     table = checksum(f"(SELECT k, part, s, f, d FROM read_parquet({list(files)}, hive_partitioning = true))")
     assert source == table and source[0] == 200_000
+
+
+def test_files_carry_exact_delta_statistics(tmp_path: Path) -> None:
+    """Each committed file's min/max/null counts in the Delta log equal what DuckDB computes over
+    that very file, bounds that could mislead a reader are left out, and delta-rs skips files by
+    them (returning the same rows as DuckDB)."""
+    src = tmp_path / "st.csv"
+    duckdb.sql(f"COPY (SELECT range AS id, (range // 10000)::INTEGER AS g, range / 3 AS f, "
+               f"CASE WHEN range % 7 = 0 THEN NULL ELSE 'v' || (range % 1000) END AS s, "
+               f"DATE '2020-01-01' + (range % 400)::INTEGER AS d, repeat('x', 40) || range AS long, "
+               f"TIMESTAMP '2020-01-01' + to_seconds(range) AS ts FROM range(50000)) TO '{src}' (HEADER)")  # fmt: skip
+    with engine.Database(tmp_path / "data", create=True) as db:
+        db.ingest(str(src), table="st", partition_by=["g"])
+    table = tmp_path / "data" / "st"
+    log = [json.loads(line) for line in (table / "_delta_log" / f"{0:020d}.json").read_text().splitlines()]
+    adds = [entry["add"] for entry in log if "add" in entry]
+    assert len(adds) == 5
+    for add in adds:
+        stats = json.loads(add["stats"])
+        [(rows, nulls, lo_id, hi_id, lo_f, hi_f, lo_s, hi_s, lo_d, hi_d)] = duckdb.sql(
+            f"SELECT count(*), count(*) - count(s), min(id), max(id), min(f), max(f), min(s), max(s), "
+            f"min(d)::VARCHAR, max(d)::VARCHAR FROM read_parquet('{table / add['path']}')").fetchall()  # fmt: skip
+        assert stats["numRecords"] == rows and stats["nullCount"]["s"] == nulls and stats["nullCount"]["id"] == 0
+        assert (stats["minValues"]["id"], stats["maxValues"]["id"]) == (lo_id, hi_id)
+        assert (stats["minValues"]["f"], stats["maxValues"]["f"]) == (lo_f, hi_f)
+        assert (stats["minValues"]["s"], stats["maxValues"]["s"]) == (lo_s, hi_s)
+        assert (stats["minValues"]["d"], stats["maxValues"]["d"]) == (lo_d, hi_d)
+        for left_out in ("long", "ts", "g"):  # > 32 characters, millisecond-truncated, partition column
+            assert left_out not in stats["minValues"] and left_out not in stats["maxValues"]
+    from deltalake import DeltaTable
+
+    dataset = DeltaTable(str(table)).to_pyarrow_dataset()
+    wanted = pyarrow.dataset.field("id") > 40000
+    assert len(list(dataset.get_fragments(filter=wanted))) == 1  # four of five files skipped by their stats
+    assert dataset.to_table(filter=wanted).num_rows == 9999
 
 
 def test_schema_policy(tmp_path: Path) -> None:

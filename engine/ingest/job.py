@@ -24,6 +24,7 @@ from engine.ingest.plan import Plan, plan_columns
 from engine.ingest.rejects import collect, fail_on_rejects, first_reject, write_quarantine
 from engine.ingest.scan import Scan, scan
 from engine.ingest.sources import Source, estimate_rows
+from engine.ingest.stats import delta_stats
 from engine.storage import (
     TableState,
     WriteMode,
@@ -74,7 +75,7 @@ class Job:
         """COPY into the table directory, then commit exactly those files; on failure, delete them."""
         written: list[WrittenFile] = []
         try:
-            written = self._copy(plan.select, partitions)
+            written = self._copy(plan.select, partitions, plan.schema)
             rows = sum(f.rows for f in written)
             rejected = self._settle_rejects()
             meta = {"colonnade.rows": str(rows), "colonnade.rejected": str(rejected)}
@@ -86,7 +87,7 @@ class Job:
             raise
         return version, rows, rejected, written
 
-    def _copy(self, select: str, partitions: Sequence[str]) -> list[WrittenFile]:
+    def _copy(self, select: str, partitions: Sequence[str], schema: pa.Schema) -> list[WrittenFile]:
         self.path.mkdir(parents=True, exist_ok=True)
         opts = ["FORMAT parquet", "RETURN_STATS true", "APPEND", f"FILENAME_PATTERN {lit(f'part-{self.txn}-{{uuid}}')}",
                 f"FILE_SIZE_BYTES {lit(TARGET_FILE_BYTES)}"]  # fmt: skip
@@ -98,7 +99,7 @@ class Job:
                 rows = self.con.execute(sql).fetchall()
             except Exception as exc:
                 raise self._read_error(exc) from None
-        return [_written(self.path, r, partitions) for r in rows]
+        return [_written(self.path, r, partitions, schema) for r in rows]
 
     def _stream(self, plan: Plan, partitions: Sequence[str], schema_mode: str) -> Outcome:
         before = {p.name for p in self.path.rglob("*.parquet")}
@@ -206,13 +207,15 @@ _NULL_TEXT = ("partition column {!r} holds the text 'NULL', which a hive-style p
               "null (partition by another column, or map it to another value first)")  # fmt: skip
 
 
-def _written(root: Path, row: tuple[Any, ...], partitions: Sequence[str]) -> WrittenFile:
-    filename, count, size, _footer, _stats, keys = row[:6]
+def _written(root: Path, row: tuple[Any, ...], partitions: Sequence[str], schema: pa.Schema) -> WrittenFile:
+    """One row of ``COPY … RETURN_STATS`` as a file to commit."""
+    filename, count, size, _footer, column_stats, keys = row[:6]
     values: dict[str, str | None] = {}
     for col in partitions:
         value = (keys or {}).get(col)
         values[col] = None if value in (None, "NULL") else value  # DuckDB writes a null key as NULL
-    return WrittenFile(os.path.relpath(filename, root), int(size), int(count), values)
+    stats = delta_stats(int(count), column_stats, schema)
+    return WrittenFile(os.path.relpath(filename, root), int(size), int(count), values, stats)
 
 
 @contextmanager
