@@ -36,6 +36,8 @@ from engine.storage import (
 )
 
 TARGET_FILE_BYTES = "256MB"  # DuckDB starts a new Parquet file past this size
+_NULL_TEXT = ("partition column {!r} holds the text 'NULL', which a hive-style partition path cannot tell from a "
+              "null (partition by another column, or map it to another value first)")  # fmt: skip
 
 # (input bytes read so far, input bytes in all, rows read so far: an estimate, None when unknown)
 ProgressFn = Callable[[int, int, int | None], None]
@@ -203,10 +205,6 @@ def _refuse_null_text(plan: Plan, partitions: Sequence[str]) -> Plan:
     return replace(plan, select=f"SELECT * REPLACE ({checks}) FROM ({plan.select})")
 
 
-_NULL_TEXT = ("partition column {!r} holds the text 'NULL', which a hive-style partition path cannot tell from a "
-              "null (partition by another column, or map it to another value first)")  # fmt: skip
-
-
 def _written(root: Path, row: tuple[Any, ...], partitions: Sequence[str], schema: pa.Schema) -> WrittenFile:
     """One row of ``COPY … RETURN_STATS`` as a file to commit."""
     filename, count, size, _footer, column_stats, keys = row[:6]
@@ -225,7 +223,11 @@ def _watch(con: Any, progress: ProgressFn | None, src: Source) -> Iterator[None]
     if progress is None:
         yield
         return
-    total, rows = src.bytes_in, estimate_rows(src)
+    total = src.bytes_in
+    try:
+        rows = estimate_rows(src)
+    except (OSError, ValueError, pa.ArrowException):  # cosmetic: the read itself reports bad input
+        rows = None
     done = threading.Event()
 
     def poll() -> None:
