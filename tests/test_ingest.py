@@ -324,6 +324,34 @@ def test_files_carry_exact_delta_statistics(tmp_path: Path) -> None:
     assert dataset.to_table(filter=wanted).num_rows == 9999
 
 
+def test_planned_schema_from_types_equals_the_inputs_own(tmp_path: Path) -> None:
+    """The new table's Arrow schema is planned from the input's column types (no second bind of
+    the files): for every type an input can bring, it equals what DuckDB reads from the data."""
+    import datetime
+    import decimal
+
+    from engine.ingest.plan import _arrow_schema, _incoming, _normalise
+
+    data = pa.table({
+        "i8": pa.array([1], pa.int8()), "u64": pa.array([1], pa.uint64()), "u32": pa.array([1], pa.uint32()),
+        "f32": pa.array([1.5], pa.float32()), "dec": pa.array([decimal.Decimal("1.25")], pa.decimal128(10, 2)),
+        "dec38": pa.array([decimal.Decimal("1.25")], pa.decimal128(38, 10)), "s": ["x"],
+        "ls": pa.array(["x"], pa.large_string()), "b": pa.array([b"x"], pa.binary()), "ok": [True],
+        "d": [datetime.date(2020, 1, 1)], "ts_s": pa.array([1], pa.timestamp("s")),
+        "ts_ns": pa.array([1], pa.timestamp("ns")), "tstz": pa.array([1], pa.timestamp("us", tz="UTC")),
+        "t": pa.array([1], pa.time64("us")), "l": [[1, 2]], "st": [{"a": 1, "b c": "x"}],
+        "m": pa.array([[("k", 1)]], pa.map_(pa.string(), pa.int64())), "dict": pa.array(["a"]).dictionary_encode(),
+        'weird "name"': [1],
+    })  # fmt: skip
+    con = duckdb.connect()
+    con.register("src", data)
+    incoming = _incoming(con, '"src"', open_source(data))
+    select = ", ".join(_normalise(n, t) for n, t in incoming.items())
+    planned = _arrow_schema(con, select, incoming, '"no_such_input"')  # the input is never asked
+    read = con.sql(f'SELECT {select} FROM "src" LIMIT 0').to_arrow_table().schema
+    assert [(f.name, f.type) for f in planned] == [(f.name, f.type) for f in read] and len(planned) == 20
+
+
 def test_schema_policy(tmp_path: Path) -> None:
     with engine.Database(tmp_path / "data", create=True) as db:
         db.ingest(pa.table({"a": pa.array([1], pa.int64()), "x": pa.array([1.0], pa.float64())}), table="s")
