@@ -6,8 +6,7 @@ import contextlib
 import os
 from typing import Any
 
-from engine.config import Settings
-from engine.database import engine_resources
+from engine.config import Settings, engine_resources
 
 # How uvicorn runs the app; bench/hello_app.py is served with the very same options.
 UVICORN_OPTIONS: dict = {"log_level": "info", "timeout_graceful_shutdown": 5}

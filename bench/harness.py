@@ -198,8 +198,7 @@ class InProcess:
         import duckdb
 
         from engine.catalog import Catalog
-        from engine.config import load_settings
-        from engine.database import engine_resources
+        from engine.config import engine_resources, load_settings
 
         settings = load_settings()
         settings.server.workers = workers

@@ -95,7 +95,7 @@ def ingest(settings: Settings, sources: tuple[str, ...], table: str, fmt: str | 
            mode: str, schema_evolution: str, on_error: str, as_json: bool) -> None:  # fmt: skip
     """Ingest files (CSV, NDJSON, Parquet, Arrow IPC; '-' for stdin) into a managed table, as one commit."""
     from engine.catalog import Catalog
-    from engine.database import engine_resources
+    from engine.config import engine_resources
     from engine.ingest import ingest as run_ingest
 
     catalog = Catalog(settings.data_dir, settings.tables, create=True)
@@ -230,7 +230,7 @@ def history(settings: Settings, name: str, as_json: bool) -> None:
 @click.option("--target-size", default="128MB", show_default=True, help="Target file size.")
 def compact(settings: Settings, name: str, target_size: str) -> None:
     """Rewrite small files into target-size files, as one commit (same rows)."""
-    from engine.database import parse_size
+    from engine.config import parse_size
     from engine.storage import compact as compact_table
 
     with progress(1, f"compacting {name}") as advance:

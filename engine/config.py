@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -240,3 +241,32 @@ def _external_tables(value: Any) -> list[ExternalTable]:
             )
         out.append(table)
     return out
+
+
+# -- the resource budget ---------------------------------------------------------------------
+
+
+def total_memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def parse_size(text: str, *, total: int | None = None) -> int:
+    """'60%' (of ``total``, default RAM), '8GB', '512MiB', '1000000' → bytes."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(%|[KMGT]i?B|B)?\s*", str(text), re.I)
+    if not m:
+        raise ConfigError(f"{text!r} is not a size (examples: 60%, 8GB, 512MiB)")
+    number, unit = float(m.group(1)), (m.group(2) or "B").upper()
+    if unit == "%":
+        return int((total if total is not None else total_memory_bytes()) * number / 100)
+    powers = {"B": 0, "K": 1, "M": 2, "G": 3, "T": 4}
+    base = 1024 if "I" in unit else 1000
+    return int(number * base ** powers[unit[0]])
+
+
+def engine_resources(settings: Settings) -> tuple[int, int]:
+    """(threads, memory bytes) for the engines of ONE worker process: the configured totals
+    divided between workers, so N workers never oversubscribe the machine."""
+    workers = max(1, settings.server.workers)
+    threads = settings.limits.engine_threads or os.cpu_count() or 2
+    memory = parse_size(settings.limits.memory_limit)
+    return max(1, threads // workers), max(64 * 1024**2, memory // workers)

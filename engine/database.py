@@ -7,7 +7,6 @@ validate (sqlglot) → pin table versions (catalog) → execute (backend) → ``
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -18,8 +17,8 @@ import pyarrow as pa
 
 from engine.backends.base import Backend, QueryControl
 from engine.catalog import Catalog, TableSnapshot
-from engine.config import Settings, load_settings
-from engine.errors import ConfigError, InvalidRequest
+from engine.config import Settings, engine_resources, load_settings
+from engine.errors import InvalidRequest
 from engine.result import Result
 from engine.sql import ValidatedQuery, validate
 
@@ -31,32 +30,6 @@ def check_engine(engine: str, *, allow_auto: bool = False) -> None:
     known = (*ENGINES, AUTO) if allow_auto else ENGINES
     if engine not in known:
         raise InvalidRequest(f"unknown engine {engine!r} (choose from {', '.join(known)})")
-
-
-def total_memory_bytes() -> int:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def parse_size(text: str, *, total: int | None = None) -> int:
-    """'60%' (of ``total``, default RAM), '8GB', '512MiB', '1000000' → bytes."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(%|[KMGT]i?B|B)?\s*", str(text), re.I)
-    if not m:
-        raise ConfigError(f"{text!r} is not a size (examples: 60%, 8GB, 512MiB)")
-    number, unit = float(m.group(1)), (m.group(2) or "B").upper()
-    if unit == "%":
-        return int((total if total is not None else total_memory_bytes()) * number / 100)
-    powers = {"B": 0, "K": 1, "M": 2, "G": 3, "T": 4}
-    base = 1024 if "I" in unit else 1000
-    return int(number * base ** powers[unit[0]])
-
-
-def engine_resources(settings: Settings) -> tuple[int, int]:
-    """(threads, memory bytes) for the engines of ONE worker process: the configured totals
-    divided between workers, so N workers never oversubscribe the machine."""
-    workers = max(1, settings.server.workers)
-    threads = settings.limits.engine_threads or os.cpu_count() or 2
-    memory = parse_size(settings.limits.memory_limit)
-    return max(1, threads // workers), max(64 * 1024**2, memory // workers)
 
 
 class Database:
