@@ -186,27 +186,30 @@ def test_ndjson_quarantine_keeps_bad_lines_with_file_line_and_reason(work: Path)
 
 def test_ndjson_nested_and_temporal_columns(tmp_path: Path) -> None:
     """Struct and list columns need an object and an array (a string typed as a struct would be a
-    struct of NULLs); timestamps must parse. Missing keys are nulls, not errors."""
-    good = '{"id": 1, "ts": "2024-01-01 10:00:00", "tags": ["a"], "meta": {"k": 1}}\n'
+    struct of NULLs), a list's elements must convert, timestamps must parse. Missing keys and
+    JSON nulls are nulls, not errors."""
+    good = '{"id": 1, "ts": "2024-01-01 10:00:00", "tags": ["a"], "meta": {"k": 1}, "nums": [1]}\n'
     (tmp_path / "good.ndjson").write_text(good)
     (tmp_path / "new.ndjson").write_text(
         '{"id": 2, "ts": "not a time", "tags": [], "meta": {"k": 2}}\n'
         '{"id": 3, "ts": "2024-01-03 10:00:00", "tags": "a", "meta": {"k": 3}}\n'
         '{"id": 4, "ts": "2024-01-04 10:00:00", "tags": ["b"], "meta": "oops"}\n'
         '{"id": 5}\n'
-        '{"id": 6, "ts": "2024-01-06 10:00:00", "tags": ["c", "d"], "meta": {}}\n'
+        '{"id": 6, "ts": "2024-01-06 10:00:00", "tags": ["c", "d"], "meta": {}, "nums": [2, null]}\n'
+        '{"id": 7, "nums": [3, "x"]}\n'
     )
     with engine.Database(tmp_path / "data", create=True) as db:
         db.ingest(str(tmp_path / "good.ndjson"), table="ev")
         with pytest.raises(BadRow, match=r"new.ndjson: line 1: column 'ts': cannot convert \"not a time\" to TIMESTAMP"):
             db.ingest(str(tmp_path / "new.ndjson"), table="ev")
         summary = db.ingest(str(tmp_path / "new.ndjson"), table="ev", on_error=f"quarantine={tmp_path / 'q.csv'}")
-        assert (summary.rows, summary.rejected, summary.version) == (2, 3, 1)
-        rows = db.sql("SELECT id, tags, meta.k FROM ev ORDER BY id").fetchall()
-    assert rows == [(1, ["a"], 1), (5, None, None), (6, ["c", "d"], None)]
+        assert (summary.rows, summary.rejected, summary.version) == (2, 4, 1)
+        rows = db.sql("SELECT id, tags, meta.k, nums FROM ev ORDER BY id").fetchall()
+    assert rows == [(1, ["a"], 1, [1]), (5, None, None, None), (6, ["c", "d"], None, [2, None])]
     bad = pacsv.read_csv(tmp_path / "q.csv").to_pylist()
-    assert [(r["line"], r["column"]) for r in bad] == [(1, "ts"), (2, "tags"), (3, "meta")]
+    assert [(r["line"], r["column"]) for r in bad] == [(1, "ts"), (2, "tags"), (3, "meta"), (6, "nums")]
     assert bad[2]["reason"] == 'cannot convert "oops" to STRUCT(k BIGINT)'
+    assert bad[3]["reason"] == 'cannot convert [3,"x"] to BIGINT[]'
 
 
 def test_ndjson_bad_line_late_in_a_schema_changing_ingest(work: Path) -> None:

@@ -7,11 +7,12 @@ order (``row_number() OVER ()`` preserves it), and parsed with ``json_transform`
 columns' types. A line is bad when it is not JSON, is not an object, or holds a value that does
 not convert; blank lines are skipped, as ``read_json`` skips them. All of it runs in DuckDB.
 
-Limits: a list, struct or map column must hold a JSON array or object, but a value that fails
-inside one (``[1, "x"]`` for ``INTEGER[]``) is not caught here and becomes NULL inside its
-container (``read_json``, used when failing, refuses it); DuckDB's strict transform would catch
-it but also refuses a struct missing a field, which ``read_json`` accepts. Bad lines are
-gathered per file in memory before they are written.
+Nested columns: a list or map (of anything but structs) converts strictly, so ``[1, "x"]`` for
+``INTEGER[]`` is a bad line. A column holding a struct is only checked for its JSON shape (an
+object, or an array of them): a value that fails inside the struct becomes NULL there under
+quarantine, while ``read_json`` (used when failing) refuses it. DuckDB's strict transform would
+catch it, but it also refuses a struct missing a field, which ``read_json`` accepts. Bad lines
+are gathered per file in memory before they are written.
 """
 
 from __future__ import annotations
@@ -90,6 +91,10 @@ def checked(files: list[str], compression: str | None, types: dict[str, str]) ->
 
 
 def _shape_check(value: str, typ: str) -> str:
+    """For a nested column: a list or map must convert strictly, element by element; a type
+    holding a struct only needs the right JSON shape (strict would refuse a missing field)."""
+    if "STRUCT(" not in typ and (typ.endswith("]") or typ.startswith("MAP(")):
+        return f" OR try(json_transform_strict({value}, {lit(json.dumps(typ))})) IS NULL"
     if typ.endswith("]"):
         return f" OR json_type({value}) <> 'ARRAY'"
     if typ.startswith(("STRUCT(", "MAP(")):
