@@ -27,6 +27,7 @@ _MAX_LINE_BYTES = 16 * 1024 * 1024  # read_json's own limit on one object
 
 
 def _read_lines(files: list[str], compression: str | None) -> str:
+    """Every line of ``files`` as one VARCHAR column ``text`` (NULL for an empty line), plus ``filename``."""
     opts = [
         "columns = {'text': 'VARCHAR'}", "header = false", "auto_detect = false", f"delim = {lit(_DELIM)}",
         "quote = ''", "escape = ''", "strict_mode = false", "filename = true", f"max_line_size = {_MAX_LINE_BYTES}",
@@ -35,11 +36,6 @@ def _read_lines(files: list[str], compression: str | None) -> str:
         opts.append(f"compression = {lit(compression)}")
     listed = "[" + ", ".join(lit(f) for f in files) + "]"
     return f"read_csv({listed}, {', '.join(opts)})"
-
-
-def lines(files: list[str], compression: str | None) -> str:
-    """Every line of ``files`` as ``(file, rn, text)``; ``rn`` counts lines across all files in order."""
-    return f"(SELECT filename AS file, row_number() OVER () AS rn, text FROM {_read_lines(files, compression)})"
 
 
 _SAMPLE_LINES = 20480  # as many as read_json samples
@@ -51,7 +47,7 @@ def infer(con: Any, files: list[str], compression: str | None) -> dict[str, str]
     """Column types from the first object lines, for when ``read_json`` gives up on records
     because its sample holds a line that is JSON but not an object."""
     is_object = "CASE WHEN json_valid(text) THEN json_type(text) = 'OBJECT' ELSE false END"
-    found = con.execute(f"SELECT json_group_structure(text::JSON) FROM (SELECT text FROM {lines(files, compression)} "
+    found = con.execute(f"SELECT json_group_structure(text::JSON) FROM (SELECT text FROM {_read_lines(files, compression)} "
                         f"WHERE {is_object} LIMIT {_SAMPLE_LINES})").fetchall()[0][0]  # fmt: skip
     structure = json.loads(found) if found else {}
     return {k: _STRUCTURE_TYPES.get(v, "VARCHAR") if isinstance(v, str) else "VARCHAR" for k, v in structure.items()}
