@@ -34,8 +34,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.db, app.state.service = db, service
         app.state.tokens = TokenStore(settings.tokens_file) if settings.auth_enabled() else None
         if app.state.tokens is not None and not app.state.tokens.tokens():
-            log.warning("auth is on but %s holds no tokens: every /api request will get 401 "
-                        "(create one with: colonnade token create --name NAME --all)", settings.tokens_file)  # fmt: skip
+            log.warning(
+                "auth is on but %s holds no tokens: every /api request will get 401 "
+                "(create one with: colonnade token create --name NAME --all)",
+                settings.tokens_file,
+            )
         try:
             yield
         finally:
@@ -45,9 +48,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # Leave room for JSON around a maximal SQL text; past this Litestar answers 413 itself.
     body_limit = settings.limits.max_sql_bytes * 2 + 64 * 1024
     handlers = [
-        routes.health, routes.ready, routes.list_tables, routes.describe_table, routes.table_history,
-        routes.table_rows, routes.sql_get, routes.sql_post, console.index, console.static_files,
-    ]  # fmt: skip
+        routes.health,
+        routes.ready,
+        routes.list_tables,
+        routes.describe_table,
+        routes.table_history,
+        routes.table_rows,
+        routes.sql_get,
+        routes.sql_post,
+        console.index,
+        console.static_files,
+    ]
     cors = CORSConfig(
         allow_origins=settings.server.cors_origins,
         allow_headers=["Authorization", "Content-Type"],
@@ -69,7 +80,9 @@ def configure_logging() -> None:
         logger = logging.getLogger(name)
         if not logger.handlers:
             handler = logging.StreamHandler()
-            handler.setFormatter(logging.Formatter("%(message)s" if name == "colonnade.query" else "%(levelname)s: %(message)s"))
+            handler.setFormatter(
+                logging.Formatter("%(message)s" if name == "colonnade.query" else "%(levelname)s: %(message)s")
+            )
             logger.addHandler(handler)
             logger.setLevel(logging.INFO)
             logger.propagate = False

@@ -16,17 +16,19 @@ from litestar.static_files import create_static_files_router
 
 STATIC_DIR = Path(__file__).parent / "static"
 
-CONTENT_SECURITY_POLICY = "; ".join([
-    "default-src 'self'",
-    "script-src 'self'",
-    "style-src 'self'",
-    "img-src 'self' data: blob:",
-    "connect-src 'self'",
-    "object-src 'none'",
-    "base-uri 'none'",
-    "form-action 'self'",
-    "frame-ancestors 'none'",
-])  # fmt: skip
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data: blob:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -42,8 +44,9 @@ SECURITY_HEADERS = {
 async def index() -> Response:
     # Read per request: a few KB, and an edited page shows up without a restart.
     page = (STATIC_DIR / "index.html").read_bytes()
-    return Response(page, media_type="text/html; charset=utf-8",
-                    headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"})  # fmt: skip
+    return Response(
+        page, media_type="text/html; charset=utf-8", headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"}
+    )
 
 
 async def _secure(response: ASGIResponse) -> ASGIResponse:

@@ -14,10 +14,16 @@ PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("colonnade.api")
 
 _HTTP_CODES = {
-    400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 406: "not_acceptable", 413: "request_too_large",
-    415: "unsupported_media_type", 429: "overloaded",
-}  # fmt: skip
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    429: "overloaded",
+}
 
 
 def problem_response(problem: dict[str, Any], headers: dict[str, str] | None = None) -> Response:

@@ -58,16 +58,25 @@ class QueryLogEntry:
 
     def __init__(self, q: QueryRequest) -> None:
         self.started = time.perf_counter()
-        self.fields: dict[str, Any] = {"token": q.token.name if q.token else None, "engine": q.engine,
-                                       "format": q.fmt, "tables": []}  # fmt: skip
+        self.fields: dict[str, Any] = {
+            "token": q.token.name if q.token else None,
+            "engine": q.engine,
+            "format": q.fmt,
+            "tables": [],
+        }
         self._done = False
 
     def finish(self, outcome: str, **fields: Any) -> None:
         if self._done:
             return
         self._done = True
-        record = {"ts": round(time.time(), 3), **self.fields, **fields, "outcome": outcome,
-                  "ms": round((time.perf_counter() - self.started) * 1000, 3)}  # fmt: skip
+        record = {
+            "ts": round(time.time(), 3),
+            **self.fields,
+            **fields,
+            "outcome": outcome,
+            "ms": round((time.perf_counter() - self.started) * 1000, 3),
+        }
         query_log.info(json.dumps(record, separators=(",", ":")))
 
 
@@ -149,8 +158,15 @@ class QueryService:
         params = query.check_params(q.params)
         versions = {name: snap.fingerprint for name, snap in _snapshots(self.db, query.tables).items()}
         limits = self.db.settings.limits
-        key = cache_key(normalized, q.engine, params, q.fmt, sorted(versions.items()),
-                        limits.max_result_rows, limits.max_result_bytes)  # fmt: skip
+        key = cache_key(
+            normalized,
+            q.engine,
+            params,
+            q.fmt,
+            sorted(versions.items()),
+            limits.max_result_rows,
+            limits.max_result_bytes,
+        )
         return query, key
 
     async def _acquire_slot(self) -> None:
@@ -237,8 +253,14 @@ class _RunningStream:
         limits = self.service.db.settings.limits
         self.result = self.service.db.execute(self.query, self.q.params, engine=self.q.engine, control=self.control)
         batches = _prefetched(self.result.reader())
-        self.chunks = encode(self.q.fmt, self.result.schema, batches, max_rows=limits.max_result_rows,
-                             max_bytes=limits.max_result_bytes, elapsed_ms=lambda: self.result.elapsed_ms)  # fmt: skip
+        self.chunks = encode(
+            self.q.fmt,
+            self.result.schema,
+            batches,
+            max_rows=limits.max_result_rows,
+            max_bytes=limits.max_result_bytes,
+            elapsed_ms=lambda: self.result.elapsed_ms,
+        )
         self.first = next(self.chunks, None)
 
     def next_chunk(self) -> bytes | None:

@@ -166,8 +166,15 @@ async def sql_get(request: Request, state: State) -> Response:
     if not text:
         raise InvalidRequest("missing query parameter q (the SQL to run)")
     engine = params.get("engine") or state.db.settings.server.engine
-    q = QueryRequest(text, parse_params(params.get("params")), engine, _format(request),
-                     _timeout(params.get("timeout_s")), cacheable=True, token=token)  # fmt: skip
+    q = QueryRequest(
+        text,
+        parse_params(params.get("params")),
+        engine,
+        _format(request),
+        _timeout(params.get("timeout_s")),
+        cacheable=True,
+        token=token,
+    )
     return await _service(state).respond(request, q)
 
 

@@ -45,9 +45,13 @@ def free_port() -> int:
 def colonnade_server(data: Path, *, workers: int = 1, env: dict[str, str] | None = None) -> Iterator[str]:
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("COLONNADE_")} | (env or {})
-    proc = subprocess.Popen([COLONNADE, "serve", "--data", str(data), "--port", str(port), "--workers", str(workers)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environ,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [COLONNADE, "serve", "--data", str(data), "--port", str(port), "--workers", str(workers)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=environ,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url)

@@ -75,10 +75,27 @@ def main() -> None:
                 row["inprocess"] = load(lambda c, i: inproc.run(sqls[(c + i) % len(sqls)]), args.clients, args.duration)
                 row["ratio"] = round(row["http"]["qps"] / row["inprocess"]["qps"], 3)
             out["rounds"].append(row)
-            print(json.dumps({k: (v if not isinstance(v, dict) else {a: b for a, b in v.items() if a in
-                  ("qps", "p99_ms", "p50_ms", "cores")}) for k, v in row.items()}), flush=True)  # fmt: skip
-    print(json.dumps({"health_p99": [r["health"]["p99_ms"] for r in out["rounds"]],
-                      "ratio": [r.get("ratio") for r in out["rounds"]]}))  # fmt: skip
+            print(
+                json.dumps(
+                    {
+                        k: (
+                            v
+                            if not isinstance(v, dict)
+                            else {a: b for a, b in v.items() if a in ("qps", "p99_ms", "p50_ms", "cores")}
+                        )
+                        for k, v in row.items()
+                    }
+                ),
+                flush=True,
+            )
+    print(
+        json.dumps(
+            {
+                "health_p99": [r["health"]["p99_ms"] for r in out["rounds"]],
+                "ratio": [r.get("ratio") for r in out["rounds"]],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -79,8 +79,16 @@ def _wait(url: str, path: str, proc: subprocess.Popen, timeout: float) -> None:
 
 
 @contextlib.contextmanager
-def server(cmd: list[str], port: int, *, env: dict[str, str] | None = None, ready: str = "/ready",
-           timeout: float = 120, workers: int = 1, log_file: Path | None = None) -> Iterator[Server]:  # fmt: skip
+def server(
+    cmd: list[str],
+    port: int,
+    *,
+    env: dict[str, str] | None = None,
+    ready: str = "/ready",
+    timeout: float = 120,
+    workers: int = 1,
+    log_file: Path | None = None,
+) -> Iterator[Server]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("COLONNADE_")} | (env or {})
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(cmd, stdout=out, stderr=out, env=environ, start_new_session=True)
@@ -120,8 +128,18 @@ def hello(workers: int = 2):
     from api.server import UVICORN_OPTIONS
 
     port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "bench.hello_app:app", "--port", str(port), "--workers", str(workers),
-           "--log-level", UVICORN_OPTIONS["log_level"]]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.hello_app:app",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        UVICORN_OPTIONS["log_level"],
+    ]
     if not UVICORN_OPTIONS.get("access_log", True):
         cmd.append("--no-access-log")
     return server(cmd, port, workers=workers, env={"PYTHONPATH": str(BENCH_DIR.parent)})
@@ -156,10 +174,14 @@ def roapi_tables(data: Path, root: Path) -> dict[str, Path]:
 
 def roapi(tables: dict[str, Path], root: Path, *, memory: bool):
     port, pg, flight = free_port(), free_port(), free_port()
-    lines = [f"addr:\n  http: 127.0.0.1:{port}\n  postgres: 127.0.0.1:{pg}\n  flight_sql: 127.0.0.1:{flight}\ntables:\n"]
+    lines = [
+        f"addr:\n  http: 127.0.0.1:{port}\n  postgres: 127.0.0.1:{pg}\n  flight_sql: 127.0.0.1:{flight}\ntables:\n"
+    ]
     for name, d in tables.items():
-        lines.append(f"  - name: {name}\n    uri: {d}\n    option:\n      format: parquet\n"
-                     f"      use_memory_table: {'true' if memory else 'false'}\n")  # fmt: skip
+        lines.append(
+            f"  - name: {name}\n    uri: {d}\n    option:\n      format: parquet\n"
+            f"      use_memory_table: {'true' if memory else 'false'}\n"
+        )
     config = root / f"roapi-{'memory' if memory else 'ondemand'}.yaml"
     config.write_text("".join(lines))
     return server([str(ROAPI_BIN), "-c", str(config)], port, ready="/api/schema", timeout=300)
@@ -285,9 +307,12 @@ def health_probe(url: str, duration: float, interval: float = 0.05) -> Iterator[
     finally:
         stdout, _ = proc.communicate(timeout=duration + 60)
         lat = json.loads(stdout or b"[]")
-        out.update(samples=len(lat), p50_ms=round(percentile(lat, 50), 2) if lat else None,
-                   p99_ms=round(percentile(lat, 99), 2) if lat else None,
-                   max_ms=round(max(lat), 2) if lat else None)  # fmt: skip
+        out.update(
+            samples=len(lat),
+            p50_ms=round(percentile(lat, 50), 2) if lat else None,
+            p99_ms=round(percentile(lat, 99), 2) if lat else None,
+            max_ms=round(max(lat), 2) if lat else None,
+        )
 
 
 def curl(url: str, *, data: str | None = None, headers: dict[str, str] | None = None) -> dict:
@@ -317,8 +342,9 @@ class Bench:
         self.roapi = roapi_available() and not args.no_roapi
         self.wrk = shutil.which("wrk") is not None and not args.no_wrk
         self.py_spy = Path(PY_SPY).exists() and not args.no_profile
-        self.results["meta"]["skipped"] = [name for name, ok in (("roapi", self.roapi), ("wrk", self.wrk),
-                                                                 ("py-spy", self.py_spy)) if not ok]  # fmt: skip
+        self.results["meta"]["skipped"] = [
+            name for name, ok in (("roapi", self.roapi), ("wrk", self.wrk), ("py-spy", self.py_spy)) if not ok
+        ]
 
     def save(self) -> None:
         path = self.out / "results.json"
@@ -384,16 +410,24 @@ class Bench:
             totals[name] = round(sum(per_query[q][name] for q in ok), 3)  # type: ignore[misc]
         both = [q for q in per_query if all(per_query[q][s] is not None for s in ("colonnade", "inprocess"))]
         ratios["colonnade_vs_inprocess"] = round(
-            sum(per_query[q]["colonnade"] for q in both) / sum(per_query[q]["inprocess"] for q in both), 3)  # type: ignore[misc]
+            sum(per_query[q]["colonnade"] for q in both) / sum(per_query[q]["inprocess"] for q in both), 3
+        )  # type: ignore[misc]
         for mode in ("roapi_memory", "roapi_ondemand"):
             if mode in systems:
                 common = [q for q in per_query if per_query[q][mode] is not None]
                 ratios[f"{mode}_vs_colonnade"] = round(
-                    sum(per_query[q][mode] for q in common) / sum(per_query[q]["colonnade"] for q in common), 3)  # type: ignore[misc]
+                    sum(per_query[q][mode] for q in common) / sum(per_query[q]["colonnade"] for q in common), 3
+                )  # type: ignore[misc]
                 ratios[f"{mode}_queries_compared"] = len(common)
         mismatched = [q for q, r in rows.items() if len({v for v in r.values() if v is not None}) > 1]
-        return {"runs": runs, "per_query_s": per_query, "totals_s": totals, "ratios": ratios,
-                "failures": failures, "row_count_mismatch": mismatched}  # fmt: skip
+        return {
+            "runs": runs,
+            "per_query_s": per_query,
+            "totals_s": totals,
+            "ratios": ratios,
+            "failures": failures,
+            "row_count_mismatch": mismatched,
+        }
 
     # (2) concurrency ------------------------------------------------------------------------------
 
@@ -423,8 +457,10 @@ class Bench:
                 for sql in mix:  # warm every worker's views
                     for _ in range(workers * 2):
                         colonnade_arrow(client(), sql)
-                for name, fn in (("q1", lambda c, i: colonnade_arrow(client(), q1)),
-                                 ("mix", lambda c, i: colonnade_arrow(client(), pick(c, i)))):  # fmt: skip
+                for name, fn in (
+                    ("q1", lambda c, i: colonnade_arrow(client(), q1)),
+                    ("mix", lambda c, i: colonnade_arrow(client(), pick(c, i))),
+                ):
                     with procstat.ProcessSampler(srv.pid) as cpu, health_probe(srv.url, duration) as health:
                         result = load(fn, clients, duration)
                     result["health"] = health
@@ -432,8 +468,9 @@ class Bench:
                     out[f"colonnade_{workers}w_{name}"] = result
         out["ratios"] = {
             f"{w}w_{k}": round(out[f"colonnade_{w}w_{k}"]["qps"] / out[f"inprocess_{k}"]["qps"], 3)
-            for w in (1, 2) for k in ("q1", "mix")
-        }  # fmt: skip
+            for w in (1, 2)
+            for k in ("q1", "mix")
+        }
         return out
 
     # (3) the GIL story ----------------------------------------------------------------------------
@@ -500,10 +537,26 @@ class Bench:
         # selects exactly ``rows`` rows (while they last). LIMIT would measure DuckDB's
         # order-preserving LIMIT (0.36 s vs 0.20 s for 1M rows in raw DuckDB), not the export path.
         sql = f"SELECT * FROM orders WHERE o_orderkey <= {rows * 4}"
-        formats = {"json": "application/json", "csv": "text/csv", "arrow": ARROW, "parquet": "application/vnd.apache.parquet"}
-        roapi_accept = {"json": "application/json", "csv": "application/csv", "arrow": ARROW,
-                        "parquet": "application/vnd.apache.parquet"}  # fmt: skip
-        out: dict = {"rows": rows, "sql": sql, "runs": self.args.runs, "colonnade": {}, "roapi_memory": {}, "roapi_ondemand": {}}
+        formats = {
+            "json": "application/json",
+            "csv": "text/csv",
+            "arrow": ARROW,
+            "parquet": "application/vnd.apache.parquet",
+        }
+        roapi_accept = {
+            "json": "application/json",
+            "csv": "application/csv",
+            "arrow": ARROW,
+            "parquet": "application/vnd.apache.parquet",
+        }
+        out: dict = {
+            "rows": rows,
+            "sql": sql,
+            "runs": self.args.runs,
+            "colonnade": {},
+            "roapi_memory": {},
+            "roapi_ondemand": {},
+        }
 
         def measure(srv: Server, fetch: Callable[[], dict]) -> dict:
             pids = srv.pids()
@@ -514,9 +567,13 @@ class Bench:
                 r = fetch()
                 r["peak_rss_mb"] = round(procstat.peak_rss(pids) / 1e6, 1)
                 runs.append(r)
-            return {"seconds": round(median([r["seconds"] for r in runs]), 4), "bytes": runs[0]["bytes"],
-                    "mb_per_s": round(runs[0]["bytes"] / 1e6 / median([r["seconds"] for r in runs]), 1),
-                    "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "base_rss_mb": round(base / 1e6, 1)}  # fmt: skip
+            return {
+                "seconds": round(median([r["seconds"] for r in runs]), 4),
+                "bytes": runs[0]["bytes"],
+                "mb_per_s": round(runs[0]["bytes"] / 1e6 / median([r["seconds"] for r in runs]), 1),
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+                "base_rss_mb": round(base / 1e6, 1),
+            }
 
         with colonnade(self.data) as srv:
             for fmt in formats:
@@ -534,9 +591,14 @@ class Bench:
             with procstat.ProcessSampler(srv.pid, 0.1) as sampler:
                 r = curl(big)
             peak = max(procstat.peak_rss(pids), max((x for _, _, x in sampler.samples), default=0))
-            out["lineitem_csv"] = {"seconds": r["seconds"], "bytes": r["bytes"], "rss_before_mb": round(before / 1e6, 1),
-                                   "rss_peak_mb": round(peak / 1e6, 1), "rss_growth_mb": round((peak - before) / 1e6, 1),
-                                   "mb_per_s": round(r["bytes"] / 1e6 / r["seconds"], 1)}  # fmt: skip
+            out["lineitem_csv"] = {
+                "seconds": r["seconds"],
+                "bytes": r["bytes"],
+                "rss_before_mb": round(before / 1e6, 1),
+                "rss_peak_mb": round(peak / 1e6, 1),
+                "rss_growth_mb": round((peak - before) / 1e6, 1),
+                "mb_per_s": round(r["bytes"] / 1e6 / r["seconds"], 1),
+            }
         if self.roapi:
             tables = roapi_tables(self.data, self.out / "roapi-tables")
             for mode, memory in (("roapi_memory", True), ("roapi_ondemand", False)):
@@ -551,7 +613,9 @@ class Bench:
                             out[mode][fmt] = {"error": _why(exc)}
         out["ratios_vs_best_roapi"] = {}
         for fmt in formats:
-            peers = [out[m][fmt]["seconds"] for m in ("roapi_memory", "roapi_ondemand") if "seconds" in out[m].get(fmt, {})]
+            peers = [
+                out[m][fmt]["seconds"] for m in ("roapi_memory", "roapi_ondemand") if "seconds" in out[m].get(fmt, {})
+            ]
             if peers:
                 out["ratios_vs_best_roapi"][fmt] = round(out["colonnade"][fmt]["seconds"] / min(peers), 3)
         return out
@@ -581,13 +645,58 @@ class Bench:
             loader = threading.Thread(target=lambda: runs.update(load=load(call, self.args.clients, 2 * seconds + 6)))
             loader.start()
             time.sleep(1)
-            out["svg"] = _py_spy(["record", "-p", str(srv.pid), "--subprocesses", "--nonblocking", "-r", "100",
-                                  "-d", str(seconds), "-f", "flamegraph", "-o", str(svg)])  # fmt: skip
-            native = _py_spy(["record", "-p", str(srv.pid), "--subprocesses", "--native", "-r", "100",
-                              "-d", str(seconds), "-f", "raw", "-o", str(raw)])  # fmt: skip
+            out["svg"] = _py_spy(
+                [
+                    "record",
+                    "-p",
+                    str(srv.pid),
+                    "--subprocesses",
+                    "--nonblocking",
+                    "-r",
+                    "100",
+                    "-d",
+                    str(seconds),
+                    "-f",
+                    "flamegraph",
+                    "-o",
+                    str(svg),
+                ]
+            )
+            native = _py_spy(
+                [
+                    "record",
+                    "-p",
+                    str(srv.pid),
+                    "--subprocesses",
+                    "--native",
+                    "-r",
+                    "100",
+                    "-d",
+                    str(seconds),
+                    "-f",
+                    "raw",
+                    "-o",
+                    str(raw),
+                ]
+            )
             if not native["ok"]:  # no native unwinding here: classify by the Python leaf instead
-                native = _py_spy(["record", "-p", str(srv.pid), "--subprocesses", "--nonblocking", "-r", "100",
-                                  "-d", str(seconds), "-f", "raw", "-o", str(raw)])  # fmt: skip
+                native = _py_spy(
+                    [
+                        "record",
+                        "-p",
+                        str(srv.pid),
+                        "--subprocesses",
+                        "--nonblocking",
+                        "-r",
+                        "100",
+                        "-d",
+                        str(seconds),
+                        "-f",
+                        "raw",
+                        "-o",
+                        str(raw),
+                    ]
+                )
             out["raw"] = native
             loader.join()
             out["load_during_profile"] = runs.get("load")
@@ -606,8 +715,12 @@ class Bench:
         runs, scale = self.args.ingest_runs, self.args.scale
         results = ingest_bench.run(scale, runs) | ingest_bench.run_ndjson(scale, runs)
         out = ingest_bench.summarise(results)
-        out |= {"scale": scale, "runs": runs, "csv_mb": round(ingest_bench.lineitem_csv(scale).stat().st_size / 1e6),
-                "ndjson_mb": round(ingest_bench.lineitem_ndjson(scale).stat().st_size / 1e6)}  # fmt: skip
+        out |= {
+            "scale": scale,
+            "runs": runs,
+            "csv_mb": round(ingest_bench.lineitem_csv(scale).stat().st_size / 1e6),
+            "ndjson_mb": round(ingest_bench.lineitem_ndjson(scale).stat().st_size / 1e6),
+        }
         return out
 
 
@@ -616,8 +729,13 @@ def _py_spy(args: list[str]) -> dict:
     return {"ok": proc.returncode == 0, "native": "--native" in args, "stderr": proc.stderr[-400:]}
 
 
-IDLE_LEAVES = ("select (selectors.py", "_worker (concurrent/futures/thread.py:81", "wait (threading.py",
-               "dequeue (logging/handlers.py", "Queue.get (queue.py")
+IDLE_LEAVES = (
+    "select (selectors.py",
+    "_worker (concurrent/futures/thread.py:81",
+    "wait (threading.py",
+    "dequeue (logging/handlers.py",
+    "Queue.get (queue.py",
+)
 ENGINE_LIBS = ("_duckdb", "libarrow", "libparquet", "pyarrow/lib", "pyarrow/_", "polars", "duckdb::")
 
 
@@ -666,8 +784,12 @@ def classify(raw: str) -> dict:
 
 
 def wrk(url: str, seconds: float) -> dict:
-    proc = subprocess.run(["wrk", "-t2", "-c32", f"-d{max(1, round(seconds))}s", "--latency", url],
-                          capture_output=True, text=True, check=True)  # fmt: skip
+    proc = subprocess.run(
+        ["wrk", "-t2", "-c32", f"-d{max(1, round(seconds))}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     text = proc.stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
@@ -693,8 +815,9 @@ def meta(args: argparse.Namespace) -> dict:
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=BENCH_DIR.parent).stdout.strip()  # fmt: skip
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=BENCH_DIR.parent
+    ).stdout.strip()
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "host": platform.node(),
@@ -708,7 +831,8 @@ def meta(args: argparse.Namespace) -> dict:
         "scale": args.scale,
         "load_before": os.getloadavg(),
         "roapi": subprocess.run([str(ROAPI_BIN), "--version"], capture_output=True, text=True).stdout.strip()
-        if ROAPI_BIN.exists() else None,
+        if ROAPI_BIN.exists()
+        else None,
     }
 
 

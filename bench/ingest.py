@@ -43,7 +43,9 @@ def lineitem_csv(scale: float) -> Path:
     if not path.exists():
         from engine.demo import tpchgen_binary
 
-        subprocess.run([tpchgen_binary(), "csv", "-s", f"{scale:g}", "--tables", "lineitem", "-o", str(path.parent)], check=True)
+        subprocess.run(
+            [tpchgen_binary(), "csv", "-s", f"{scale:g}", "--tables", "lineitem", "-o", str(path.parent)], check=True
+        )
     return path
 
 
@@ -60,10 +62,14 @@ def lineitem_ndjson(scale: float) -> Path:
 def measure(cmd: list[str]) -> tuple[float, float]:
     """(wall seconds, peak RSS MB) of one child process. ru_maxrss of RUSAGE_CHILDREN is the
     max over all children so far, so each run goes through its own wrapper process."""
-    wrapper = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-               "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, env={**__import__('os').environ, 'NO_COLOR': '1'}); "
-               "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", wrapper, *cmd], check=True, capture_output=True, text=True).stdout.split()
+    wrapper = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); "
+        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, env={**__import__('os').environ, 'NO_COLOR': '1'}); "
+        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", wrapper, *cmd], check=True, capture_output=True, text=True
+    ).stdout.split()
     return float(out[0]), int(out[1]) / 1024
 
 
@@ -79,7 +85,9 @@ def run(scale: float, repeat: int) -> dict[str, tuple[float, float]]:
     for _ in range(repeat):  # best of N, each contender interleaved so machine noise hits all
         for name, code in WRITERS.items():
             target = fresh(OUT / "anchor")
-            results[name] = min(results.get(name, (1e9, 0)), measure([sys.executable, "-c", code, str(csv), str(target)]))
+            results[name] = min(
+                results.get(name, (1e9, 0)), measure([sys.executable, "-c", code, str(csv), str(target)])
+            )
         data = fresh(OUT / "delta")
         cmd = [COLONNADE, "ingest", str(csv), "--table", "lineitem", "--data", str(data)]
         results["colonnade ingest"] = min(results.get("colonnade ingest", (1e9, 0)), measure(cmd))
@@ -95,8 +103,10 @@ def run_ndjson(scale: float, repeat: int) -> dict[str, tuple[float, float]]:
     for _ in range(repeat):
         for name, code in NDJSON_WRITERS.items():
             target = fresh(OUT / "anchor")
-            results[f"ndjson: {name}"] = min(results.get(f"ndjson: {name}", (1e9, 0)),
-                                             measure([sys.executable, "-c", code, str(ndjson), str(target)]))  # fmt: skip
+            results[f"ndjson: {name}"] = min(
+                results.get(f"ndjson: {name}", (1e9, 0)),
+                measure([sys.executable, "-c", code, str(ndjson), str(target)]),
+            )
         for label, extra in (("fail", []), ("quarantine", ["--on-error", f"quarantine={OUT / 'rejects.csv'}"])):
             cmd = [COLONNADE, "ingest", str(ndjson), "--table", "lineitem", "--data", str(fresh(OUT / "delta")), *extra]
             key = f"ndjson: colonnade ingest ({label})"

@@ -20,11 +20,22 @@ from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 
 COLUMNS = {
-    "lineitem": ["l_orderkey", "l_quantity", "l_extendedprice", "l_discount", "l_tax", "l_returnflag",
-                 "l_linestatus", "l_shipdate", "l_commitdate", "l_receiptdate", "l_shipmode"],
+    "lineitem": [
+        "l_orderkey",
+        "l_quantity",
+        "l_extendedprice",
+        "l_discount",
+        "l_tax",
+        "l_returnflag",
+        "l_linestatus",
+        "l_shipdate",
+        "l_commitdate",
+        "l_receiptdate",
+        "l_shipmode",
+    ],
     "orders": ["o_orderkey", "o_custkey", "o_orderdate", "o_orderpriority", "o_shippriority"],
     "customer": ["c_custkey", "c_mktsegment"],
-}  # fmt: skip
+}
 
 
 def load(data_dir: str, table: str) -> pd.DataFrame:
@@ -51,10 +62,16 @@ def q1(d: dict[str, pd.DataFrame]) -> pd.DataFrame:
     li = li.assign(disc_price=li.l_extendedprice * (1 - li.l_discount))
     li = li.assign(charge=li.disc_price * (1 + li.l_tax))
     g = li.groupby(["l_returnflag", "l_linestatus"])
-    out = g.agg(sum_qty=("l_quantity", "sum"), sum_base_price=("l_extendedprice", "sum"),
-                sum_disc_price=("disc_price", "sum"), sum_charge=("charge", "sum"), avg_qty=("l_quantity", "mean"),
-                avg_price=("l_extendedprice", "mean"), avg_disc=("l_discount", "mean"),
-                count_order=("l_quantity", "size"))  # fmt: skip
+    out = g.agg(
+        sum_qty=("l_quantity", "sum"),
+        sum_base_price=("l_extendedprice", "sum"),
+        sum_disc_price=("disc_price", "sum"),
+        sum_charge=("charge", "sum"),
+        avg_qty=("l_quantity", "mean"),
+        avg_price=("l_extendedprice", "mean"),
+        avg_disc=("l_discount", "mean"),
+        count_order=("l_quantity", "size"),
+    )
     return out.reset_index().sort_values(["l_returnflag", "l_linestatus"])
 
 
@@ -74,21 +91,32 @@ def q3(d: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def q6(d: dict[str, pd.DataFrame]) -> pd.DataFrame:
     li = d["lineitem"]
-    m = ((li.l_shipdate >= pd.Timestamp("1994-01-01")) & (li.l_shipdate < pd.Timestamp("1995-01-01"))
-         & (li.l_discount >= 0.05) & (li.l_discount <= 0.07) & (li.l_quantity < 24))  # fmt: skip
+    m = (
+        (li.l_shipdate >= pd.Timestamp("1994-01-01"))
+        & (li.l_shipdate < pd.Timestamp("1995-01-01"))
+        & (li.l_discount >= 0.05)
+        & (li.l_discount <= 0.07)
+        & (li.l_quantity < 24)
+    )
     sel = li[m]
     return pd.DataFrame({"revenue": [(sel.l_extendedprice * sel.l_discount).sum()]})
 
 
 def q12(d: dict[str, pd.DataFrame]) -> pd.DataFrame:
     li = d["lineitem"]
-    li = li[li.l_shipmode.isin(["MAIL", "SHIP"]) & (li.l_commitdate < li.l_receiptdate)
-            & (li.l_shipdate < li.l_commitdate) & (li.l_receiptdate >= pd.Timestamp("1994-01-01"))
-            & (li.l_receiptdate < pd.Timestamp("1995-01-01"))]  # fmt: skip
+    li = li[
+        li.l_shipmode.isin(["MAIL", "SHIP"])
+        & (li.l_commitdate < li.l_receiptdate)
+        & (li.l_shipdate < li.l_commitdate)
+        & (li.l_receiptdate >= pd.Timestamp("1994-01-01"))
+        & (li.l_receiptdate < pd.Timestamp("1995-01-01"))
+    ]
     j = li.merge(d["orders"], left_on="l_orderkey", right_on="o_orderkey")
     high = j.o_orderpriority.isin(["1-URGENT", "2-HIGH"])
     j = j.assign(high_line_count=high.astype(int), low_line_count=(~high).astype(int))
-    return j.groupby("l_shipmode", as_index=False)[["high_line_count", "low_line_count"]].sum().sort_values("l_shipmode")
+    return (
+        j.groupby("l_shipmode", as_index=False)[["high_line_count", "low_line_count"]].sum().sort_values("l_shipmode")
+    )
 
 
 QUERIES = {1: q1, 3: q3, 6: q6, 12: q12}

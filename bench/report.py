@@ -1,7 +1,7 @@
 """results.json → BENCHMARKS.md, PNG plots under bench/plots/ and README's "## Benchmarks" table.
 
-    python -m bench.report bench/results/results.json [--benchmarks BENCHMARKS.md] [--plots bench/plots]
-        [--readme README.md]
+python -m bench.report bench/results/results.json [--benchmarks BENCHMARKS.md] [--plots bench/plots]
+    [--readme README.md]
 """
 
 from __future__ import annotations
@@ -38,53 +38,112 @@ def targets(r: dict) -> list[dict]:
     ratios = t.get("ratios", {})
     if "colonnade_vs_inprocess" in ratios:
         v = ratios["colonnade_vs_inprocess"]
-        add(f"TPC-H 22 queries SF{r['meta']['scale']:g}, total time vs in-process DuckDB", _x(v), "≤ 1.10×", v <= 1.10, "tpch")
+        add(
+            f"TPC-H 22 queries SF{r['meta']['scale']:g}, total time vs in-process DuckDB",
+            _x(v),
+            "≤ 1.10×",
+            v <= 1.10,
+            "tpch",
+        )
     for mode in ("roapi_memory", "roapi_ondemand"):
         key = f"{mode}_vs_colonnade"
         if key in ratios:
             v = ratios[key]
             n = ratios.get(f"{mode}_queries_compared")
-            add(f"TPC-H total, ROAPI {mode.split('_')[1]} time ÷ Colonnade ({n} queries both ran)", _x(v),
-                "≥ 5× (Colonnade faster)", v >= 5, "tpch")  # fmt: skip
+            add(
+                f"TPC-H total, ROAPI {mode.split('_')[1]} time ÷ Colonnade ({n} queries both ran)",
+                _x(v),
+                "≥ 5× (Colonnade faster)",
+                v >= 5,
+                "tpch",
+            )
     c = r.get("concurrency", {})
     for key, label in (("1w_q1", "Q1"), ("1w_mix", "mix")):
         if key in c.get("ratios", {}):
             v = c["ratios"][key]
-            add(f"8 clients {label} throughput vs 8 in-process threads (1 worker)", _x(v), "≥ 0.90×", v >= 0.9, "concurrency")
+            add(
+                f"8 clients {label} throughput vs 8 in-process threads (1 worker)",
+                _x(v),
+                "≥ 0.90×",
+                v >= 0.9,
+                "concurrency",
+            )
     for w in (1, 2):
         for k in ("q1", "mix"):
             h = c.get(f"colonnade_{w}w_{k}", {}).get("health", {})
             if h.get("p99_ms") is not None:
-                add(f"/health p99 under the 8-client {k} load ({w} worker{'s' if w > 1 else ''})",
-                    f"{h['p99_ms']:.1f} ms", "≤ 25 ms", h["p99_ms"] <= 25, "concurrency")  # fmt: skip
+                add(
+                    f"/health p99 under the 8-client {k} load ({w} worker{'s' if w > 1 else ''})",
+                    f"{h['p99_ms']:.1f} ms",
+                    "≤ 25 ms",
+                    h["p99_ms"] <= 25,
+                    "concurrency",
+                )
     g = r.get("gil", {})
     if "ratio_colonnade_vs_naive" in g:
-        add("8-client mix, Colonnade ÷ naive pandas service (queries/s)", _x(g["ratio_colonnade_vs_naive"]),
-            "(report)", None, "gil")  # fmt: skip
+        add(
+            "8-client mix, Colonnade ÷ naive pandas service (queries/s)",
+            _x(g["ratio_colonnade_vs_naive"]),
+            "(report)",
+            None,
+            "gil",
+        )
     s = r.get("small", {})
     if "ratio" in s:
-        add("cached point query ÷ Litestar hello-world (wrk, 32 conns, 2 workers)", _x(s["ratio"]), "≥ 0.50×",
-            s["ratio"] >= 0.5, "small")  # fmt: skip
+        add(
+            "cached point query ÷ Litestar hello-world (wrk, 32 conns, 2 workers)",
+            _x(s["ratio"]),
+            "≥ 0.50×",
+            s["ratio"] >= 0.5,
+            "small",
+        )
     e = r.get("exports", {})
     for fmt, v in e.get("ratios_vs_best_roapi", {}).items():
-        add(f"export {e['rows']:,} orders rows as {fmt}: time ÷ faster ROAPI mode", _x(v), "≤ 1.00×", v <= 1.0, "exports")
+        add(
+            f"export {e['rows']:,} orders rows as {fmt}: time ÷ faster ROAPI mode",
+            _x(v),
+            "≤ 1.00×",
+            v <= 1.0,
+            "exports",
+        )
     arrow = e.get("colonnade", {}).get("arrow")
     if arrow:
-        add("Arrow export throughput", f"{arrow['mb_per_s']:.0f} MB/s", "≥ 500 MB/s", arrow["mb_per_s"] >= 500, "exports")
+        add(
+            "Arrow export throughput",
+            f"{arrow['mb_per_s']:.0f} MB/s",
+            "≥ 500 MB/s",
+            arrow["mb_per_s"] >= 500,
+            "exports",
+        )
     big = e.get("lineitem_csv")
     if big:
-        add(f"{big['bytes'] and e.get('lineitem_rows', 6_001_215) / 1e6:.0f}M-row lineitem CSV export, server RSS growth", f"{big['rss_growth_mb']:.0f} MB", "≤ 300 MB",
-            big["rss_growth_mb"] <= 300, "exports")  # fmt: skip
+        add(
+            f"{big['bytes'] and e.get('lineitem_rows', 6_001_215) / 1e6:.0f}M-row lineitem CSV export, server RSS growth",
+            f"{big['rss_growth_mb']:.0f} MB",
+            "≤ 300 MB",
+            big["rss_growth_mb"] <= 300,
+            "exports",
+        )
     i = r.get("ingest", {})
     ratios = i.get("ratios", {})
     if "csv" in ratios:
-        add(f"ingest lineitem CSV SF{i['scale']:g} → Delta: time ÷ faster of DuckDB COPY, Polars sink_parquet",
-            _x(ratios["csv"]), "≤ 1.20×", ratios["csv"] <= 1.2, "ingest")  # fmt: skip
+        add(
+            f"ingest lineitem CSV SF{i['scale']:g} → Delta: time ÷ faster of DuckDB COPY, Polars sink_parquet",
+            _x(ratios["csv"]),
+            "≤ 1.20×",
+            ratios["csv"] <= 1.2,
+            "ingest",
+        )
         add("ingest lineitem CSV, peak RSS", f"{i['peak_rss_mb']} MB", "< 1500 MB", i["peak_rss_mb"] < 1500, "ingest")
     for label in ("fail", "quarantine"):
         if f"ndjson_{label}" in ratios:
-            add(f"ingest lineitem NDJSON ({label} mode): time ÷ faster of DuckDB COPY, Polars sink_parquet",
-                _x(ratios[f"ndjson_{label}"]), "(report)", None, "ingest")  # fmt: skip
+            add(
+                f"ingest lineitem NDJSON ({label} mode): time ÷ faster of DuckDB COPY, Polars sink_parquet",
+                _x(ratios[f"ndjson_{label}"]),
+                "(report)",
+                None,
+                "ingest",
+            )
     return out
 
 
@@ -127,11 +186,18 @@ def plots(r: dict, out: Path) -> list[str]:
     if "inprocess_q1" in c:
         fig, ax = plt.subplots(figsize=(8, 4))
         groups = ["q1", "mix"]
-        series = [("in-process, 8 threads", "inprocess_{}"), ("Colonnade 1 worker", "colonnade_1w_{}"),
-                  ("Colonnade 2 workers", "colonnade_2w_{}")]  # fmt: skip
+        series = [
+            ("in-process, 8 threads", "inprocess_{}"),
+            ("Colonnade 1 worker", "colonnade_1w_{}"),
+            ("Colonnade 2 workers", "colonnade_2w_{}"),
+        ]
         for i, (label, key) in enumerate(series):
-            ax.bar([j + i * 0.27 for j in range(2)], [c.get(key.format(g), {}).get("qps", 0) for g in groups], 0.27,
-                   label=label)  # fmt: skip
+            ax.bar(
+                [j + i * 0.27 for j in range(2)],
+                [c.get(key.format(g), {}).get("qps", 0) for g in groups],
+                0.27,
+                label=label,
+            )
         ax.set_xticks([j + 0.27 for j in range(2)], ["TPC-H Q1", f"mix {c['mix']}"])
         ax.set_ylabel("queries / s")
         ax.set_title(f"{c['clients']} clients for {c['duration_s']:g} s")
@@ -160,8 +226,11 @@ def plots(r: dict, out: Path) -> list[str]:
     s = r.get("small", {})
     if "ratio" in s:
         fig, ax = plt.subplots(figsize=(5, 4))
-        ax.bar(["Litestar hello-world", "Colonnade cached\npoint query"], [s["hello_rps"], s["colonnade_rps"]],
-               color=["grey", "tab:blue"])  # fmt: skip
+        ax.bar(
+            ["Litestar hello-world", "Colonnade cached\npoint query"],
+            [s["hello_rps"], s["colonnade_rps"]],
+            color=["grey", "tab:blue"],
+        )
         ax.set_ylabel("requests / s (wrk, 32 connections)")
         ax.set_title("2 uvicorn workers")
         fig.tight_layout()
@@ -174,10 +243,18 @@ def plots(r: dict, out: Path) -> list[str]:
         peers = [p for p in ("colonnade", "roapi_memory", "roapi_ondemand") if e.get(p)]
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
         for i, p in enumerate(peers):
-            axes[0].bar([j + i * 0.27 for j in range(len(fmts))], [e[p].get(f, {}).get("seconds", 0) for f in fmts],
-                        0.27, label=p)  # fmt: skip
-            axes[1].bar([j + i * 0.27 for j in range(len(fmts))],
-                        [e[p].get(f, {}).get("peak_rss_mb", 0) for f in fmts], 0.27, label=p)  # fmt: skip
+            axes[0].bar(
+                [j + i * 0.27 for j in range(len(fmts))],
+                [e[p].get(f, {}).get("seconds", 0) for f in fmts],
+                0.27,
+                label=p,
+            )
+            axes[1].bar(
+                [j + i * 0.27 for j in range(len(fmts))],
+                [e[p].get(f, {}).get("peak_rss_mb", 0) for f in fmts],
+                0.27,
+                label=p,
+            )
         for ax, label in zip(axes, ("seconds (median)", "peak server RSS, MB"), strict=True):
             ax.set_xticks([j + 0.27 for j in range(len(fmts))], fmts)
             ax.set_ylabel(label)
@@ -203,7 +280,8 @@ def benchmarks_md(r: dict, plot_dir: str, made: list[str], notes: str) -> str:
         "engineers' test runs",
         f"- **Load average** (1/5/15 min) before: {_load(m.get('load_before'))}; after: {_load(m.get('load_after'))} "
         "(during the run most of the load is the benchmark's own clients and servers; per section: "
-        + ", ".join(f"{k.removeprefix('load_after_')} {v[0]:.1f}" for k, v in m.items() if k.startswith("load_after_")) + ")",
+        + ", ".join(f"{k.removeprefix('load_after_')} {v[0]:.1f}" for k, v in m.items() if k.startswith("load_after_"))
+        + ")",
         f"- **Software**: Python {m['python']}, DuckDB {m['duckdb']}, pyarrow {m['pyarrow']}, {m.get('roapi') or 'ROAPI not installed'}",
         f"- **Data**: TPC-H scale {m['scale']:g} (tpchgen-cli), managed Delta tables; ROAPI gets the live Parquet files of each table",
         f"- Skipped here: {', '.join(m.get('skipped') or []) or 'nothing'}",
@@ -216,24 +294,35 @@ def benchmarks_md(r: dict, plot_dir: str, made: list[str], notes: str) -> str:
     t = r.get("tpch", {})
     if "per_query_s" in t:
         systems = [s for s in ("colonnade", "inprocess", "roapi_memory", "roapi_ondemand") if s in t["totals_s"]]
-        L += ["## 1. TPC-H, 22 queries, one client, Arrow responses", "",
-              f"Median of {t['runs']} timed runs after a warm-up, per query, in seconds. In-process = DuckDB in the "
-              "benchmark process on the same Parquet files with Colonnade's per-worker settings (threads, memory); "
-              "Colonnade = `POST /api/sql` with `Accept: application/vnd.apache.arrow.stream` through HTTP (result "
-              "cache off); ROAPI = `POST /api/sql`, same Accept header, same SQL text.", "",
-              "| query | " + " | ".join(systems) + " | Colonnade ÷ in-process |",
-              "|---|" + "---|" * (len(systems) + 1)]  # fmt: skip
+        L += [
+            "## 1. TPC-H, 22 queries, one client, Arrow responses",
+            "",
+            f"Median of {t['runs']} timed runs after a warm-up, per query, in seconds. In-process = DuckDB in the "
+            "benchmark process on the same Parquet files with Colonnade's per-worker settings (threads, memory); "
+            "Colonnade = `POST /api/sql` with `Accept: application/vnd.apache.arrow.stream` through HTTP (result "
+            "cache off); ROAPI = `POST /api/sql`, same Accept header, same SQL text.",
+            "",
+            "| query | " + " | ".join(systems) + " | Colonnade ÷ in-process |",
+            "|---|" + "---|" * (len(systems) + 1),
+        ]
         for q, row in t["per_query_s"].items():
             ratio = row["colonnade"] / row["inprocess"] if row.get("colonnade") and row.get("inprocess") else None
             L.append(f"| Q{q} | " + " | ".join(_f(row.get(s)) for s in systems) + f" | {_x(ratio)} |")
-        L.append("| **total** | " + " | ".join(f"**{_f(t['totals_s'][s])}**" for s in systems) +
-                 f" | **{_x(t['ratios'].get('colonnade_vs_inprocess'))}** |")  # fmt: skip
+        L.append(
+            "| **total** | "
+            + " | ".join(f"**{_f(t['totals_s'][s])}**" for s in systems)
+            + f" | **{_x(t['ratios'].get('colonnade_vs_inprocess'))}** |"
+        )
         L.append("")
         for k, v in t["ratios"].items():
             L.append(f"- `{k}` = {v}")
         if t.get("failures"):
-            L += ["", "Queries a system could not run (ROAPI totals above leave them out; its ratios compare only the "
-                  "queries it ran):", ""]  # fmt: skip
+            L += [
+                "",
+                "Queries a system could not run (ROAPI totals above leave them out; its ratios compare only the "
+                "queries it ran):",
+                "",
+            ]
             for s, fails in t["failures"].items():
                 for q, why in fails.items():
                     L.append(f"- {s} Q{q}: {why}")
@@ -244,52 +333,73 @@ def benchmarks_md(r: dict, plot_dir: str, made: list[str], notes: str) -> str:
         L.append("")
     c = r.get("concurrency", {})
     if "inprocess_q1" in c:
-        L += ["## 2. Concurrency: 8 clients for {:g} s".format(c["duration_s"]), "",
-              f"Each client loops TPC-H Q1, or cycles through the mix {c['mix']}, with Arrow responses (result cache off). "
-              "In-process: 8 threads, each with its own DuckDB cursor. `/health` is probed every 50 ms from a separate "
-              "process during each HTTP load. CPU = cores busy, summed over the server and its workers.", "",
-              "| setup | queries/s | ÷ in-process | p50 ms | p99 ms | /health p50 | /health p99 | server cores | errors |",
-              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        L += [
+            "## 2. Concurrency: 8 clients for {:g} s".format(c["duration_s"]),
+            "",
+            f"Each client loops TPC-H Q1, or cycles through the mix {c['mix']}, with Arrow responses (result cache off). "
+            "In-process: 8 threads, each with its own DuckDB cursor. `/health` is probed every 50 ms from a separate "
+            "process during each HTTP load. CPU = cores busy, summed over the server and its workers.",
+            "",
+            "| setup | queries/s | ÷ in-process | p50 ms | p99 ms | /health p50 | /health p99 | server cores | errors |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for k in ("q1", "mix"):
             base = c[f"inprocess_{k}"]
-            L.append(f"| in-process, {k} | {base['qps']:.2f} | 1.00× | {base['p50_ms']} | {base['p99_ms']} | | | | {base['errors']} |")
+            L.append(
+                f"| in-process, {k} | {base['qps']:.2f} | 1.00× | {base['p50_ms']} | {base['p99_ms']} | | | | {base['errors']} |"
+            )
             for w in (1, 2):
                 x = c.get(f"colonnade_{w}w_{k}")
                 if x:
                     h = x.get("health", {})
-                    L.append(f"| Colonnade {w} worker{'s' if w > 1 else ''}, {k} | {x['qps']:.2f} | "
-                             f"{_x(x['qps'] / base['qps'])} | {x['p50_ms']} | {x['p99_ms']} | {h.get('p50_ms')} | "
-                             f"{h.get('p99_ms')} | {x['cpu']['mean_cores']:.2f} | {x['errors']} |")  # fmt: skip
+                    L.append(
+                        f"| Colonnade {w} worker{'s' if w > 1 else ''}, {k} | {x['qps']:.2f} | "
+                        f"{_x(x['qps'] / base['qps'])} | {x['p50_ms']} | {x['p99_ms']} | {h.get('p50_ms')} | "
+                        f"{h.get('p99_ms')} | {x['cpu']['mean_cores']:.2f} | {x['errors']} |"
+                    )
         if "concurrency.png" in made:
             L += ["", f"![concurrency]({plot_dir}/concurrency.png)"]
         L.append("")
     g = r.get("gil", {})
     if "naive" in g:
-        L += ["## 3. The GIL story: a naive pandas service vs Colonnade", "",
-              f"Same {g['clients']} clients, same mix {g['mix']}, {g['duration_s']:g} s, JSON responses. The naive "
-              "service (`bench/naive_service.py`) loads the Parquet files into pandas at start-up and computes each "
-              "query with pandas inside a Litestar handler (one uvicorn process, handlers in its thread pool).", "",
-              "| server | queries/s | p50 ms | p99 ms | mean cores busy | max cores (0.25 s samples) | peak RSS MB |",
-              "|---|---|---|---|---|---|---|"]  # fmt: skip
+        L += [
+            "## 3. The GIL story: a naive pandas service vs Colonnade",
+            "",
+            f"Same {g['clients']} clients, same mix {g['mix']}, {g['duration_s']:g} s, JSON responses. The naive "
+            "service (`bench/naive_service.py`) loads the Parquet files into pandas at start-up and computes each "
+            "query with pandas inside a Litestar handler (one uvicorn process, handlers in its thread pool).",
+            "",
+            "| server | queries/s | p50 ms | p99 ms | mean cores busy | max cores (0.25 s samples) | peak RSS MB |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for name in ("naive", "colonnade"):
             x = g[name]
-            L.append(f"| {name} | {x['qps']:.2f} | {x['p50_ms']} | {x['p99_ms']} | {x['cpu']['mean_cores']:.2f} | "
-                     f"{x['cpu']['max_cores']:.2f} | {x['cpu']['peak_rss_mb']} |")  # fmt: skip
+            L.append(
+                f"| {name} | {x['qps']:.2f} | {x['p50_ms']} | {x['p99_ms']} | {x['cpu']['mean_cores']:.2f} | "
+                f"{x['cpu']['max_cores']:.2f} | {x['cpu']['peak_rss_mb']} |"
+            )
         L += ["", f"Colonnade ÷ naive: **{_x(g['ratio_colonnade_vs_naive'])}** queries/s."]
         if "gil_cpu.png" in made:
             L += ["", f"![CPU]({plot_dir}/gil_cpu.png)"]
         L.append("")
     s = r.get("small", {})
     if "ratio" in s:
-        L += ["## 4. Small cached queries (wrk)", "",
-              f"`wrk -t2 -c32 -d{s['seconds']:g}s`, {s['runs']} interleaved runs each, 2 uvicorn workers for both. "
-              f"Colonnade: `GET /api/sql?q={s['query']}` (result cache on, so after the first request per worker it is "
-              "a cache hit); hello-world: `bench/hello_app.py`, a bare Litestar route under the same uvicorn options. "
-              "wrk runs on the same 2 cores.", "",
-              "| server | req/s (median) | runs | p99 ms (last run) |", "|---|---|---|---|"]  # fmt: skip
+        L += [
+            "## 4. Small cached queries (wrk)",
+            "",
+            f"`wrk -t2 -c32 -d{s['seconds']:g}s`, {s['runs']} interleaved runs each, 2 uvicorn workers for both. "
+            f"Colonnade: `GET /api/sql?q={s['query']}` (result cache on, so after the first request per worker it is "
+            "a cache hit); hello-world: `bench/hello_app.py`, a bare Litestar route under the same uvicorn options. "
+            "wrk runs on the same 2 cores.",
+            "",
+            "| server | req/s (median) | runs | p99 ms (last run) |",
+            "|---|---|---|---|",
+        ]
         for name in ("hello", "colonnade"):
-            L.append(f"| {name} | {s[f'{name}_rps']:.0f} | {', '.join(format(x['rps'], '.0f') for x in s[name])} | "
-                     f"{s[name][-1]['p99_ms']} |")  # fmt: skip
+            L.append(
+                f"| {name} | {s[f'{name}_rps']:.0f} | {', '.join(format(x['rps'], '.0f') for x in s[name])} | "
+                f"{s[name][-1]['p99_ms']} |"
+            )
         L += ["", f"Ratio: **{_x(s['ratio'])}**"]
         if "small.png" in made:
             L += ["", f"![small]({plot_dir}/small.png)"]
@@ -298,46 +408,70 @@ def benchmarks_md(r: dict, plot_dir: str, made: list[str], notes: str) -> str:
         L += ["## 4. Small cached queries (wrk)", "", f"Skipped: {s['skipped']}", ""]
     e = r.get("exports", {})
     if e.get("colonnade"):
-        L += ["## 5. Exports", "",
-              f"`{e.get('sql', 'SELECT * FROM orders LIMIT ' + str(e['rows']))}` ({e['rows']:,} rows) downloaded with curl (a native client, so the client is not "
-              f"the bottleneck), median of {e['runs']} runs; peak RSS = the server's kernel high-water mark (VmHWM, "
-              "reset before each run).", "",
-              "| format | Colonnade s | ROAPI memory s | ROAPI on-demand s | Colonnade ÷ faster ROAPI | Colonnade MB/s | "
-              "bytes | Colonnade peak RSS MB | ROAPI memory / on-demand peak RSS MB |",
-              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        L += [
+            "## 5. Exports",
+            "",
+            f"`{e.get('sql', 'SELECT * FROM orders LIMIT ' + str(e['rows']))}` ({e['rows']:,} rows) downloaded with curl (a native client, so the client is not "
+            f"the bottleneck), median of {e['runs']} runs; peak RSS = the server's kernel high-water mark (VmHWM, "
+            "reset before each run).",
+            "",
+            "| format | Colonnade s | ROAPI memory s | ROAPI on-demand s | Colonnade ÷ faster ROAPI | Colonnade MB/s | "
+            "bytes | Colonnade peak RSS MB | ROAPI memory / on-demand peak RSS MB |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for fmt, x in e["colonnade"].items():
             rm, ro = e.get("roapi_memory", {}).get(fmt, {}), e.get("roapi_ondemand", {}).get(fmt, {})
-            L.append(f"| {fmt} | {_f(x['seconds'])} | {_f(rm.get('seconds'))} | {_f(ro.get('seconds'))} | "
-                     f"{_x(e.get('ratios_vs_best_roapi', {}).get(fmt))} | {x['mb_per_s']:.0f} | {x['bytes']:,} | "
-                     f"{x['peak_rss_mb']} | {rm.get('peak_rss_mb', '—')} / {ro.get('peak_rss_mb', '—')} |")  # fmt: skip
+            L.append(
+                f"| {fmt} | {_f(x['seconds'])} | {_f(rm.get('seconds'))} | {_f(ro.get('seconds'))} | "
+                f"{_x(e.get('ratios_vs_best_roapi', {}).get(fmt))} | {x['mb_per_s']:.0f} | {x['bytes']:,} | "
+                f"{x['peak_rss_mb']} | {rm.get('peak_rss_mb', '—')} / {ro.get('peak_rss_mb', '—')} |"
+            )
         lim = e.get("colonnade_arrow_limit")
         if lim:
-            L += ["", f"The same rows as `SELECT * FROM orders LIMIT {e['rows']}` in Arrow: {lim['seconds']:.3f} s "
-                  f"({lim['mb_per_s']:.0f} MB/s) — DuckDB's order-preserving LIMIT, not the export path (bench/NOTES.md §2)."]
+            L += [
+                "",
+                f"The same rows as `SELECT * FROM orders LIMIT {e['rows']}` in Arrow: {lim['seconds']:.3f} s "
+                f"({lim['mb_per_s']:.0f} MB/s) — DuckDB's order-preserving LIMIT, not the export path (bench/NOTES.md §2).",
+            ]
         big = e.get("lineitem_csv")
         if big:
-            L += ["", f"6M-row `lineitem` CSV export (`SELECT * FROM lineitem`, {big['bytes'] / 1e6:.0f} MB): "
-                  f"{big['seconds']:.2f} s ({big['mb_per_s']:.0f} MB/s); server RSS {big['rss_before_mb']} MB before, "
-                  f"{big['rss_peak_mb']} MB peak: growth **{big['rss_growth_mb']} MB**."]  # fmt: skip
+            L += [
+                "",
+                f"6M-row `lineitem` CSV export (`SELECT * FROM lineitem`, {big['bytes'] / 1e6:.0f} MB): "
+                f"{big['seconds']:.2f} s ({big['mb_per_s']:.0f} MB/s); server RSS {big['rss_before_mb']} MB before, "
+                f"{big['rss_peak_mb']} MB peak: growth **{big['rss_growth_mb']} MB**.",
+            ]
         if "exports.png" in made:
             L += ["", f"![exports]({plot_dir}/exports.png)"]
         L.append("")
     p = r.get("profile", {})
     if p.get("shares"):
         sh = p["shares"]
-        L += ["## 6. Profile under load", "",
-              f"py-spy, {p['seconds']} s at 100 Hz on the 1-worker server while {p['load']} ran "
-              f"([flame graph, SVG]({plot_dir}/flamegraph.svg)). Shares come from a second `--native` recording of the "
-              "same load: each sample of a busy Python thread is classified by its innermost frames.", "",
-              "| where the server's Python threads were | share of busy samples |", "|---|---|"]  # fmt: skip
-        labels = {"native_engine": "native engine code (DuckDB, Arrow, Parquet; incl. DuckDB's caller waiting on its workers)",
-                  "python": "Python frames (Litestar, uvicorn, asyncio, Colonnade, interpreter)",
-                  "gil_or_lock_wait": "waiting for the GIL or a lock", "native_other": "other native code (socket I/O, libc, file system)"}  # fmt: skip
+        L += [
+            "## 6. Profile under load",
+            "",
+            f"py-spy, {p['seconds']} s at 100 Hz on the 1-worker server while {p['load']} ran "
+            f"([flame graph, SVG]({plot_dir}/flamegraph.svg)). Shares come from a second `--native` recording of the "
+            "same load: each sample of a busy Python thread is classified by its innermost frames.",
+            "",
+            "| where the server's Python threads were | share of busy samples |",
+            "|---|---|",
+        ]
+        labels = {
+            "native_engine": "native engine code (DuckDB, Arrow, Parquet; incl. DuckDB's caller waiting on its workers)",
+            "python": "Python frames (Litestar, uvicorn, asyncio, Colonnade, interpreter)",
+            "gil_or_lock_wait": "waiting for the GIL or a lock",
+            "native_other": "other native code (socket I/O, libc, file system)",
+        }
         for k, v in sh["share"].items():
             L.append(f"| {labels.get(k, k)} | {v * 100:.1f}% |")
-        L += ["", f"{sh['busy_samples']} busy samples, {sh['idle_samples']} idle (threads parked waiting for work). "
-              "DuckDB's own worker threads are not Python threads and are not sampled; their time shows up as the "
-              "server's CPU above. Top frames:", ""]  # fmt: skip
+        L += [
+            "",
+            f"{sh['busy_samples']} busy samples, {sh['idle_samples']} idle (threads parked waiting for work). "
+            "DuckDB's own worker threads are not Python threads and are not sampled; their time shows up as the "
+            "server's CPU above. Top frames:",
+            "",
+        ]
         for frame, n in sh.get("top", [])[:10]:
             L.append(f"- {n} × `{frame}`")
         L.append("")
@@ -345,14 +479,19 @@ def benchmarks_md(r: dict, plot_dir: str, made: list[str], notes: str) -> str:
         L += ["## 6. Profile under load", "", f"Skipped: {p['skipped']}", ""]
     i = r.get("ingest", {})
     if i.get("results"):
-        L += ["## 7. Ingestion", "",
-              f"`python -m bench.ingest` inside the harness: TPC-H SF{i['scale']:g} `lineitem` as CSV ({i['csv_mb']} MB) "
-              f"and NDJSON ({i['ndjson_mb']} MB) into a new Delta table with `colonnade ingest`, against DuckDB's "
-              "`COPY (FROM read_…) TO 'x.parquet'` and Polars' `scan_…().sink_parquet()`. Each contender runs in a "
-              f"fresh process (wall time and that process's peak RSS), best of {i['runs']}, interleaved. The `read:` rows "
-              "time each library reading the CSV into Arrow batches. NDJSON in quarantine mode reads the input twice "
-              "(once for the rows, once line by line for bad ones).", "",
-              "| contender | seconds | peak RSS MB |", "|---|---|---|"]  # fmt: skip
+        L += [
+            "## 7. Ingestion",
+            "",
+            f"`python -m bench.ingest` inside the harness: TPC-H SF{i['scale']:g} `lineitem` as CSV ({i['csv_mb']} MB) "
+            f"and NDJSON ({i['ndjson_mb']} MB) into a new Delta table with `colonnade ingest`, against DuckDB's "
+            "`COPY (FROM read_…) TO 'x.parquet'` and Polars' `scan_…().sink_parquet()`. Each contender runs in a "
+            f"fresh process (wall time and that process's peak RSS), best of {i['runs']}, interleaved. The `read:` rows "
+            "time each library reading the CSV into Arrow batches. NDJSON in quarantine mode reads the input twice "
+            "(once for the rows, once line by line for bad ones).",
+            "",
+            "| contender | seconds | peak RSS MB |",
+            "|---|---|---|",
+        ]
         for name, v in i["results"].items():
             L.append(f"| {name} | {v['s']:.2f} | {v['rss_mb']} |")
         L.append("")
@@ -373,11 +512,13 @@ def readme_section(r: dict, readme: Path) -> None:
     start = text.index("## Benchmarks")
     end = text.find("\n## ", start + 3)
     m = r["meta"]
-    body = (f"## Benchmarks\n\n`make bench` runs every comparison of issue 6 in one go (about 8–10 minutes on 2 cores) "
-            f"and writes [BENCHMARKS.md](BENCHMARKS.md) and the plots in `bench/plots/`; `bench/NOTES.md` records each "
-            f"optimisation attempt. Latest run: {m['date']}, TPC-H SF{m['scale']:g}, {m['cores']} cores, "
-            f"load average before {_load(m.get('load_before'))}. Every ratio was measured in that one run.\n\n"
-            f"{headline(r)}\n")  # fmt: skip
+    body = (
+        f"## Benchmarks\n\n`make bench` runs every comparison of issue 6 in one go (about 8–10 minutes on 2 cores) "
+        f"and writes [BENCHMARKS.md](BENCHMARKS.md) and the plots in `bench/plots/`; `bench/NOTES.md` records each "
+        f"optimisation attempt. Latest run: {m['date']}, TPC-H SF{m['scale']:g}, {m['cores']} cores, "
+        f"load average before {_load(m.get('load_before'))}. Every ratio was measured in that one run.\n\n"
+        f"{headline(r)}\n"
+    )
     readme.write_text(text[:start] + body + (text[end:] if end != -1 else ""))
 
 

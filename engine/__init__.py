@@ -1,9 +1,9 @@
 """Colonnade's engine: import it in a notebook, or run it behind the HTTP API.
 
-    import engine
-    db = engine.connect()                       # ./data, embedded DuckDB
-    db = engine.connect("http://127.0.0.1:8000")  # a server, same interface
-    db.sql("SELECT count(*) FROM orders").pl()
+import engine
+db = engine.connect()                       # ./data, embedded DuckDB
+db = engine.connect("http://127.0.0.1:8000")  # a server, same interface
+db.sql("SELECT count(*) FROM orders").pl()
 """
 
 from __future__ import annotations

@@ -28,10 +28,17 @@ TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 DELTA_LOG = "_delta_log"
 _COMMIT_FILE = re.compile(r"(\d{20})\.json\Z")
 _EXTENSIONS = {
-    ".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "csv",
-    ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "ndjson",
-    ".arrow": "arrow", ".ipc": "arrow", ".feather": "arrow",
-}  # fmt: skip
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+    ".json": "ndjson",
+    ".arrow": "arrow",
+    ".ipc": "arrow",
+    ".feather": "arrow",
+}
 EXTERNAL_FINGERPRINT_TTL_S = 1.0
 
 
@@ -97,9 +104,10 @@ class Catalog:
         except OSError as exc:
             raise DataDirError(f"cannot read data directory {self.data_dir}: {exc.strerror}") from None
         return sorted(
-            e.name for e in entries
+            e.name
+            for e in entries
             if e.is_dir() and TABLE_NAME.match(e.name) and os.path.isdir(os.path.join(e.path, DELTA_LOG))
-        )  # fmt: skip
+        )
 
     def names(self) -> list[str]:
         external = [t.name for t in self._external.values()]
@@ -233,8 +241,9 @@ def _external_schema(files: list[str], fmt: str, root: Path, partitions: tuple[s
         import pyarrow.json as pj
 
         return pj.read_json(files[0]).schema
-    dataset = ds.dataset(files, format={"arrow": "ipc"}.get(fmt, fmt), partitioning=partitioning,
-                         partition_base_dir=str(root))  # fmt: skip
+    dataset = ds.dataset(
+        files, format={"arrow": "ipc"}.get(fmt, fmt), partitioning=partitioning, partition_base_dir=str(root)
+    )
     return _strip_metadata(dataset.schema)
 
 

@@ -91,8 +91,17 @@ def demo(settings: Settings, scale: float) -> None:
 @click.option("--schema-evolution", type=click.Choice(["strict", "add-columns"]), default="strict", show_default=True)
 @click.option("--on-error", default="fail", show_default=True, help="fail, or quarantine=PATH to skip bad rows.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def ingest(settings: Settings, sources: tuple[str, ...], table: str, fmt: str | None, partition_by: str | None,
-           mode: str, schema_evolution: str, on_error: str, as_json: bool) -> None:  # fmt: skip
+def ingest(
+    settings: Settings,
+    sources: tuple[str, ...],
+    table: str,
+    fmt: str | None,
+    partition_by: str | None,
+    mode: str,
+    schema_evolution: str,
+    on_error: str,
+    as_json: bool,
+) -> None:
     """Ingest files (CSV, NDJSON, Parquet, Arrow IPC; '-' for stdin) into a managed table, as one commit."""
     from engine.catalog import Catalog
     from engine.config import engine_resources
@@ -102,10 +111,19 @@ def ingest(settings: Settings, sources: tuple[str, ...], table: str, fmt: str | 
     partitions = [c.strip() for c in partition_by.split(",") if c.strip()] if partition_by else None
     threads, memory = engine_resources(settings)
     with ingest_progress(f"ingest {table}") as report:
-        summary = run_ingest(catalog, list(sources), table, format=fmt, partition_by=partitions, mode=mode,
-                             schema_evolution=schema_evolution, on_error=on_error, progress=report,
-                             threads=max(2, threads * max(1, settings.server.workers)),
-                             memory_limit=f"{min(memory, 1024**3) // 1024**2}MB")  # fmt: skip
+        summary = run_ingest(
+            catalog,
+            list(sources),
+            table,
+            format=fmt,
+            partition_by=partitions,
+            mode=mode,
+            schema_evolution=schema_evolution,
+            on_error=on_error,
+            progress=report,
+            threads=max(2, threads * max(1, settings.server.workers)),
+            memory_limit=f"{min(memory, 1024**3) // 1024**2}MB",
+        )
     click.echo(json.dumps(summary.to_dict()) if as_json else str(summary))
 
 
@@ -130,9 +148,16 @@ class ingest_progress:
             TransferSpeedColumn,
         )
 
-        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                             TextColumn("{task.fields[rows]}"), TimeElapsedColumn(), console=Console(stderr=True),
-                             transient=True)  # fmt: skip
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TextColumn("{task.fields[rows]}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
         self._bar.start()
         self._task = self._bar.add_task(self.label, total=None, rows="")
         return self.update
@@ -150,7 +175,9 @@ class ingest_progress:
 @main.command()
 @common
 @click.argument("sql")
-@click.option("--engine", "engine_name", type=click.Choice(ENGINE_CHOICES), help="Engine (default: [server] engine, duckdb).")
+@click.option(
+    "--engine", "engine_name", type=click.Choice(ENGINE_CHOICES), help="Engine (default: [server] engine, duckdb)."
+)
 @click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="table", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
 def query(settings: Settings, sql: str, engine_name: str | None, fmt: str, output: str | None) -> None:
@@ -242,7 +269,9 @@ def compact(settings: Settings, name: str, target_size: str) -> None:
 @main.command()
 @common
 @click.argument("name")
-@click.option("--retain-hours", type=float, default=168.0, show_default=True, help="Keep files versions this recent need.")
+@click.option(
+    "--retain-hours", type=float, default=168.0, show_default=True, help="Keep files versions this recent need."
+)
 @click.option("--dry-run", is_flag=True, help="List what would be deleted.")
 def vacuum(settings: Settings, name: str, retain_hours: float, dry_run: bool) -> None:
     """Delete files no retained version needs (and leftovers of crashed ingests)."""
@@ -286,7 +315,9 @@ def token_create(settings: Settings, name: str, tables: str | None, all_tables: 
     granted = [t.strip() for t in (tables or "").split(",") if t.strip()]
     secret = TokenStore(settings.tokens_file).create(name, tables=granted, all_tables=all_tables, admin=admin)
     click.echo(secret)
-    click.echo(f"token {name!r} stored (hashed) in {settings.tokens_file}; the secret above is not shown again", err=True)
+    click.echo(
+        f"token {name!r} stored (hashed) in {settings.tokens_file}; the secret above is not shown again", err=True
+    )
 
 
 def open_catalog(settings: Settings):

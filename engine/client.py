@@ -66,10 +66,15 @@ class RemoteDatabase:
 
     # -- queries ---------------------------------------------------------------------------
 
-    def sql(self, sql: str, params: Sequence[Any] | None = None, engine: str = "duckdb",
-            timeout_s: float | None = None) -> Result:  # fmt: skip
-        body = {"sql": sql, "params": list(params) if params is not None else None, "engine": engine,
-                "timeout_s": timeout_s}  # fmt: skip
+    def sql(
+        self, sql: str, params: Sequence[Any] | None = None, engine: str = "duckdb", timeout_s: float | None = None
+    ) -> Result:
+        body = {
+            "sql": sql,
+            "params": list(params) if params is not None else None,
+            "engine": engine,
+            "timeout_s": timeout_s,
+        }
         request = self._http.build_request("POST", "/api/sql", json=body, headers={"Accept": ARROW_STREAM})
         response = self._checked(self._http.send(request, stream=True))
         try:

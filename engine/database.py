@@ -120,10 +120,13 @@ class Database:
             control = QueryControl(self.settings.limits.query_timeout_s if timeout_s is None else timeout_s)
         kwargs = {"batch_rows": batch_rows} if batch_rows else {}
         execution = backend.execute(query, bound, tables, control, **kwargs)
-        return Result(execution.schema, execution, engine=engine, sql=query.text, cancel=execution.cancel, started=started)
+        return Result(
+            execution.schema, execution, engine=engine, sql=query.text, cancel=execution.cancel, started=started
+        )
 
-    def sql(self, sql: str, params: Sequence[Any] | None = None, engine: str | None = None,
-            timeout_s: float | None = None) -> Result:  # fmt: skip
+    def sql(
+        self, sql: str, params: Sequence[Any] | None = None, engine: str | None = None, timeout_s: float | None = None
+    ) -> Result:
         """Run one read-only query (the notebook entry point)."""
         return self.execute(sql, params, engine=engine, timeout_s=timeout_s)
 

@@ -28,10 +28,14 @@ MEDIA_TYPES = {
 }
 FORMATS = tuple(MEDIA_TYPES)
 _ALIASES = {
-    "application/x-ndjson": "ndjson", "application/ndjson": "ndjson", "application/jsonl": "ndjson",
-    "application/vnd.apache.arrow.file": "arrow", "application/x-parquet": "parquet",
-    "application/parquet": "parquet", "text/plain": "csv",
-}  # fmt: skip
+    "application/x-ndjson": "ndjson",
+    "application/ndjson": "ndjson",
+    "application/jsonl": "ndjson",
+    "application/vnd.apache.arrow.file": "arrow",
+    "application/x-parquet": "parquet",
+    "application/parquet": "parquet",
+    "text/plain": "csv",
+}
 
 
 def negotiate(format_param: str | None, accept: str | None) -> str:
@@ -129,7 +133,12 @@ def _json_value(field: pa.Field) -> str:
 
 
 def _is_binary(t: pa.DataType) -> bool:
-    return pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t) or pa.types.is_binary_view(t)
+    return (
+        pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_fixed_size_binary(t)
+        or pa.types.is_binary_view(t)
+    )
 
 
 def _is_interval(t: pa.DataType) -> bool:
@@ -148,12 +157,16 @@ def _as_text(field: pa.Field, fmt: str) -> str | None:
     return None
 
 
-def _portable(schema: pa.Schema, batches: Iterable[pa.RecordBatch], fmt: str) -> tuple[pa.Schema, Iterable[pa.RecordBatch]]:
+def _portable(
+    schema: pa.Schema, batches: Iterable[pa.RecordBatch], fmt: str
+) -> tuple[pa.Schema, Iterable[pa.RecordBatch]]:
     """Columns that ``fmt`` cannot hold, converted to text by DuckDB; the rest untouched."""
     texts = [_as_text(f, fmt) for f in schema]
     if not any(texts):
         return schema, batches
-    sql = "SELECT " + ", ".join(f"{t or _ident(f.name)} AS {_ident(f.name)}" for f, t in zip(schema, texts, strict=True))
+    sql = "SELECT " + ", ".join(
+        f"{t or _ident(f.name)} AS {_ident(f.name)}" for f, t in zip(schema, texts, strict=True)
+    )
     sql += " FROM batch"
     converted = _json_rows.select(pa.RecordBatch.from_pylist([], schema=schema), sql).schema
 
@@ -242,8 +255,9 @@ class _Drain(io.RawIOBase):
         return out
 
 
-def _writer_stream(make_writer: Callable[[_Drain], object], batches: Iterable[pa.RecordBatch],
-                   max_bytes: int | None, what: str) -> Iterator[bytes]:  # fmt: skip
+def _writer_stream(
+    make_writer: Callable[[_Drain], object], batches: Iterable[pa.RecordBatch], max_bytes: int | None, what: str
+) -> Iterator[bytes]:
     sink = _Drain()
     writer = make_writer(sink)
     sent = 0
@@ -273,13 +287,24 @@ def encode_parquet(schema: pa.Schema, batches: Iterable[pa.RecordBatch], *, max_
     # Min/max statistics for every column except strings and binaries: those are what readers
     # prune row groups with (keys, numbers, dates); min/max of free text costs 12% of the encode.
     stats = [f.name for f in schema if not _is_text_or_binary(f.type)]
-    return _writer_stream(lambda s: pq.ParquetWriter(s, schema, compression="zstd", use_dictionary=False,
-                                                     write_statistics=stats), batches, max_bytes, "Parquet")  # fmt: skip
+    return _writer_stream(
+        lambda s: pq.ParquetWriter(s, schema, compression="zstd", use_dictionary=False, write_statistics=stats),
+        batches,
+        max_bytes,
+        "Parquet",
+    )
 
 
 def _is_text_or_binary(t: pa.DataType) -> bool:
-    return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t) or pa.types.is_binary(t)
-            or pa.types.is_large_binary(t) or pa.types.is_binary_view(t) or pa.types.is_fixed_size_binary(t))  # fmt: skip
+    return (
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_string_view(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_binary_view(t)
+        or pa.types.is_fixed_size_binary(t)
+    )
 
 
 def encode_csv(schema: pa.Schema, batches: Iterable[pa.RecordBatch], *, max_bytes: int | None) -> Iterator[bytes]:

@@ -22,9 +22,15 @@ from engine.types import sql_type
 
 RESERVED = frozenset({"select", "order", "limit", "offset", "or", "and", "format", "engine"})
 _COMPARISONS: dict[str, type[exp.Expression]] = {
-    "eq": exp.EQ, "neq": exp.NEQ, "gt": exp.GT, "gte": exp.GTE, "lt": exp.LT, "lte": exp.LTE,
-    "like": exp.Like, "ilike": exp.ILike,
-}  # fmt: skip
+    "eq": exp.EQ,
+    "neq": exp.NEQ,
+    "gt": exp.GT,
+    "gte": exp.GTE,
+    "lt": exp.LT,
+    "lte": exp.LTE,
+    "like": exp.Like,
+    "ilike": exp.ILike,
+}
 OPERATORS = (*_COMPARISONS, "in", "is")
 
 
@@ -85,7 +91,9 @@ class _Compiler:
         name, *mods = term.strip().split(".")
         unknown = set(mods) - {"asc", "desc", "nullsfirst", "nullslast"}
         if unknown:
-            raise InvalidRequest(f"order: unknown modifier {'.'.join(sorted(unknown))!r} (asc, desc, nullsfirst, nullslast)")
+            raise InvalidRequest(
+                f"order: unknown modifier {'.'.join(sorted(unknown))!r} (asc, desc, nullsfirst, nullslast)"
+            )
         desc = "desc" in mods
         nulls_first = "nullsfirst" in mods or (desc and "nullslast" not in mods)
         return exp.Ordered(this=self.column(name), desc=desc, nulls_first=nulls_first)
@@ -143,7 +151,11 @@ class _Compiler:
     def value(self, column: str, text: str) -> exp.Expression:
         """A parameter cast to the column's type; the value is checked now for a clear error."""
         arrow_type = self.schema.field(column).type
-        if not (pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_string_view(arrow_type)):
+        if not (
+            pa.types.is_string(arrow_type)
+            or pa.types.is_large_string(arrow_type)
+            or pa.types.is_string_view(arrow_type)
+        ):
             try:
                 pc.cast(pa.array([text]), arrow_type)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):

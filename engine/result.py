@@ -112,16 +112,24 @@ class Result:
         self.close()
 
     def __repr__(self) -> str:
-        shape = f"{self._table.num_rows} rows × {self.schema.__len__()} columns" if self._table is not None else "not read yet"
+        shape = (
+            f"{self._table.num_rows} rows × {self.schema.__len__()} columns"
+            if self._table is not None
+            else "not read yet"
+        )
         return f"<Result engine={self.engine} {shape}>"
 
     def _repr_html_(self) -> str:
         table = self.arrow()
         head = table.slice(0, HTML_PREVIEW_ROWS).to_pylist()
-        cells = "".join(f"<th>{html.escape(n)}<br><small>{html.escape(str(t))}</small></th>"
-                        for n, t in zip(table.column_names, table.schema.types, strict=True))  # fmt: skip
+        cells = "".join(
+            f"<th>{html.escape(n)}<br><small>{html.escape(str(t))}</small></th>"
+            for n, t in zip(table.column_names, table.schema.types, strict=True)
+        )
         rows = "".join(
-            "<tr>" + "".join(f"<td>{'<i>null</i>' if v is None else html.escape(str(v))}</td>" for v in row.values()) + "</tr>"
+            "<tr>"
+            + "".join(f"<td>{'<i>null</i>' if v is None else html.escape(str(v))}</td>" for v in row.values())
+            + "</tr>"
             for row in head
         )
         note = f"{table.num_rows:,} rows × {table.num_columns} columns · {self.elapsed_ms:.1f} ms · {self.engine}"

@@ -183,7 +183,9 @@ def _check_depth(root: exp.Expression, max_depth: int) -> None:
             if queries > max_depth:
                 raise QueryTooComplex(f"queries may nest at most {max_depth} levels deep")
         if depth > MAX_EXPRESSION_DEPTH:
-            raise QueryTooComplex(f"the query is more than {MAX_EXPRESSION_DEPTH} levels deep: split long chains of operators")
+            raise QueryTooComplex(
+                f"the query is more than {MAX_EXPRESSION_DEPTH} levels deep: split long chains of operators"
+            )
         stack.extend((child, queries, depth + 1) for child in node.iter_expressions())
 
 
@@ -229,7 +231,9 @@ def _check_nodes(root: exp.Expression) -> None:
         if isinstance(node, exp.Func):
             name = function_name(node)
             if _FORBIDDEN_FUNCTION.match(name):
-                raise StatementNotAllowed(f"function {name}() is not allowed: it reaches files, settings or the environment")
+                raise StatementNotAllowed(
+                    f"function {name}() is not allowed: it reaches files, settings or the environment"
+                )
             # A name sqlglot does not know must be one of DuckDB's own functions (look-alike
             # letters or invisible characters make another name). Table functions: below.
             if (
@@ -259,7 +263,9 @@ def _resolve_tables(root: exp.Expression, resolve_table: Callable[[str], str]) -
             raise TableNotFound(f"table {name!r} does not exist", table=name)
         if table.db or table.catalog:
             qualified = ".".join(p for p in (table.catalog, table.db, name) if p)
-            raise TableNotFound(f"table {qualified!r} does not exist: catalog tables are unqualified names", table=qualified)
+            raise TableNotFound(
+                f"table {qualified!r} does not exist: catalog tables are unqualified names", table=qualified
+            )
         canonical = resolve_table(name)
         if canonical != name:
             if not table.alias:

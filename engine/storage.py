@@ -99,13 +99,23 @@ def commit_files(
             dt = DeltaTable(str(path), version=state.version)
             dt.create_write_transaction(actions, mode, schema, list(partitions) or None, commit_properties=props)
         else:
-            create_table_with_add_actions(str(path), Schema.from_arrow(schema), actions, mode="error",
-                                          partition_by=list(partitions) or None, commit_properties=props)  # fmt: skip
+            create_table_with_add_actions(
+                str(path),
+                Schema.from_arrow(schema),
+                actions,
+                mode="error",
+                partition_by=list(partitions) or None,
+                commit_properties=props,
+            )
     except CommitFailedError as exc:
-        raise ConcurrentWrite(f"table {path.name!r}: another writer committed first; nothing was written ({exc})") from None
+        raise ConcurrentWrite(
+            f"table {path.name!r}: another writer committed first; nothing was written ({exc})"
+        ) from None
     except DeltaError as exc:
         if not state.exists and (path / DELTA_LOG).is_dir():  # another ingest created it first
-            raise ConcurrentWrite(f"table {path.name!r} was created by another writer meanwhile; nothing was written") from None
+            raise ConcurrentWrite(
+                f"table {path.name!r} was created by another writer meanwhile; nothing was written"
+            ) from None
         raise IngestError(f"table {path.name!r}: {exc}") from None
     except (ValueError, TypeError, pa.ArrowException) as exc:  # e.g. a type Delta cannot store
         raise SchemaMismatch(f"table {path.name!r}: {exc}") from None
@@ -128,13 +138,20 @@ def write_stream(
     from deltalake.transaction import CommitProperties
 
     try:
-        write_deltalake(str(path), reader, mode=mode, partition_by=list(partitions) or None,
-                        schema_mode=schema_mode,
-                        commit_properties=CommitProperties(custom_metadata=metadata))  # fmt: skip
+        write_deltalake(
+            str(path),
+            reader,
+            mode=mode,
+            partition_by=list(partitions) or None,
+            schema_mode=schema_mode,
+            commit_properties=CommitProperties(custom_metadata=metadata),
+        )
     except SchemaMismatchError as exc:
         raise SchemaMismatch(f"table {path.name!r}: {exc}") from None
     except CommitFailedError as exc:
-        raise ConcurrentWrite(f"table {path.name!r}: another writer committed first; nothing was written ({exc})") from None
+        raise ConcurrentWrite(
+            f"table {path.name!r}: another writer committed first; nothing was written ({exc})"
+        ) from None
     except DeltaError as exc:
         raise IngestError(f"table {path.name!r}: {exc}") from None
     return latest_delta_version(path)
@@ -217,11 +234,18 @@ def compact(catalog: Catalog, table: str, target_bytes: int = DEFAULT_TARGET_FIL
     dt = _delta(catalog, table)
     before = dt.version()
     metrics = dt.optimize.compact(target_size=target_bytes)
-    return {"table": table, "version_before": before, "version": dt.version(),
-            "files_added": metrics.get("numFilesAdded", 0), "files_removed": metrics.get("numFilesRemoved", 0)}  # fmt: skip
+    return {
+        "table": table,
+        "version_before": before,
+        "version": dt.version(),
+        "files_added": metrics.get("numFilesAdded", 0),
+        "files_removed": metrics.get("numFilesRemoved", 0),
+    }
 
 
-def vacuum(catalog: Catalog, table: str, retain_hours: float = DEFAULT_RETAIN_HOURS, *, dry_run: bool = False) -> list[str]:
+def vacuum(
+    catalog: Catalog, table: str, retain_hours: float = DEFAULT_RETAIN_HOURS, *, dry_run: bool = False
+) -> list[str]:
     """Delete files no version newer than ``retain_hours`` needs, including orphans from
     crashed ingests (``full=True`` lists the directory instead of trusting tombstones only)."""
     if retain_hours < 0:

@@ -17,9 +17,33 @@ from bench import harness, report
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory, tpch_dir: Path) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("bench")
-    r = harness.main(["--data", str(tpch_dir), "--scale", "0.01", "--out", str(out), "--runs", "1",
-                      "--duration", "1", "--wrk-seconds", "1", "--export-rows", "2000", "--profile-seconds", "1",
-                      "--clients", "4", "--roapi-timeout", "20", "--ingest-runs", "1", "--strict"])  # fmt: skip
+    r = harness.main(
+        [
+            "--data",
+            str(tpch_dir),
+            "--scale",
+            "0.01",
+            "--out",
+            str(out),
+            "--runs",
+            "1",
+            "--duration",
+            "1",
+            "--wrk-seconds",
+            "1",
+            "--export-rows",
+            "2000",
+            "--profile-seconds",
+            "1",
+            "--clients",
+            "4",
+            "--roapi-timeout",
+            "20",
+            "--ingest-runs",
+            "1",
+            "--strict",
+        ]
+    )
     return r, out
 
 
@@ -59,8 +83,17 @@ def test_report_writes_tables_and_readme_section(results: tuple[dict, Path], tmp
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n## Benchmarks\n\nold\n\n## After\n\nkept\n")
     bench_md = tmp_path / "BENCHMARKS.md"
-    report.main([str(out / "results.json"), "--benchmarks", str(bench_md), "--plots", str(tmp_path / "plots"),
-                 "--readme", str(readme)])  # fmt: skip
+    report.main(
+        [
+            str(out / "results.json"),
+            "--benchmarks",
+            str(bench_md),
+            "--plots",
+            str(tmp_path / "plots"),
+            "--readme",
+            str(readme),
+        ]
+    )
     text = bench_md.read_text()
     assert "## Headline" in text and "in-process" in text and "## 5. Exports" in text and "## 7. Ingestion" in text
     assert "ingest lineitem CSV" in text and "| ndjson: colonnade ingest (quarantine) |" in text

@@ -23,12 +23,14 @@ from engine.errors import ColonnadeError, ConfigError, DataDirError, InvalidTabl
 ENGINES = ("duckdb", "polars")
 COLONNADE = str(Path(sys.executable).parent / "colonnade")
 HEAVY = "SELECT count(*) FROM lineitem a, lineitem b WHERE hash(a.l_comment, b.l_comment) % 1000 = 7"
-SAMPLE = pa.table({
-    "id": [1, 2, 3, 4],
-    "year": [2023, 2023, 2024, 2024],
-    "city": ["a", "b", "c", None],
-    "amount": [1.5, 2.5, None, 4.0],
-})  # fmt: skip
+SAMPLE = pa.table(
+    {
+        "id": [1, 2, 3, 4],
+        "year": [2023, 2023, 2024, 2024],
+        "city": ["a", "b", "c", None],
+        "amount": [1.5, 2.5, None, 4.0],
+    }
+)
 
 
 def raises_code(error: type[ColonnadeError], fn, *args, **kwargs) -> ColonnadeError:
@@ -205,8 +207,9 @@ uri = "{ext / "data.csv"}"
 def test_external_table(external_db: engine.Database, table: str, engine_name: str) -> None:
     snap = external_db.table(table)
     assert snap.kind == "external" and snap.version is None and snap.files
-    result = external_db.sql(f"SELECT id, year, city, amount FROM {table} WHERE year = ? ORDER BY id",
-                             params=[2024], engine=engine_name)  # fmt: skip
+    result = external_db.sql(
+        f"SELECT id, year, city, amount FROM {table} WHERE year = ? ORDER BY id", params=[2024], engine=engine_name
+    )
     assert result.fetchall() == [(3, 2024, "c", None), (4, 2024, None, 4.0)]
     whole = external_db.sql(f"SELECT * FROM {table}", engine=engine_name).arrow()
     assert whole.schema == external_db.schema(table)
@@ -250,8 +253,19 @@ def test_managed_table_metadata(managed: engine.Database) -> None:
 def test_new_version_from_another_process_is_seen(managed: engine.Database, tmp_path: Path) -> None:
     assert [count(managed, "events", e) for e in ENGINES] == [4, 4]
     pq.write_table(SAMPLE, tmp_path / "more.parquet")
-    subprocess.run([COLONNADE, "ingest", str(tmp_path / "more.parquet"), "--table", "events",
-                    "--data", str(managed.catalog.data_dir)], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            COLONNADE,
+            "ingest",
+            str(tmp_path / "more.parquet"),
+            "--table",
+            "events",
+            "--data",
+            str(managed.catalog.data_dir),
+        ],
+        check=True,
+        capture_output=True,
+    )
     assert managed.table("events").version == 1
     assert [count(managed, "events", e) for e in ENGINES] == [8, 8]
     script = "import engine, pyarrow as pa; engine.Database(__import__('sys').argv[1]).ingest(pa.table({'id': [9], 'year': [2025], 'city': ['z'], 'amount': [0.5]}), table='events')"

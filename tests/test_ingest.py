@@ -45,8 +45,14 @@ def checksum(sql_from: str) -> tuple[int, int]:
 def work(tmp_path: Path) -> Path:
     """Inputs plus a data dir holding table ``t`` (partitioned by year) at version 0."""
     (tmp_path / "in").mkdir()
-    base = pa.table({"id": pa.array([1, 2, 3, 4], pa.int64()), "year": [2023, 2024, 2024, 2025],
-                     "city": ["a", "b", None, "d"], "amount": [1.5, None, 3.25, 4.0]})  # fmt: skip
+    base = pa.table(
+        {
+            "id": pa.array([1, 2, 3, 4], pa.int64()),
+            "year": [2023, 2024, 2024, 2025],
+            "city": ["a", "b", None, "d"],
+            "amount": [1.5, None, 3.25, 4.0],
+        }
+    )
     pacsv.write_csv(base, tmp_path / "in" / "base.csv")
     done = cli("ingest", "in/base.csv", "--table", "t", "--partition-by", "year", "--data", "data", cwd=tmp_path)
     assert done.returncode == 0, done.stderr.decode()
@@ -123,21 +129,37 @@ def write_clash(work: Path) -> Path:
 def test_quarantine_commits_good_rows_and_keeps_bad_ones(work: Path) -> None:
     write_clash(work)
     write(work / "in" / "ragged.csv", "id,year,city,amount\n9,2024\n10,2024,k,1.0\n")
-    done = cli("ingest", "in/clash.csv", "in/ragged.csv", "--table", "t", "--data", "data", "--json",
-               "--on-error", "quarantine=bad/rows.csv", cwd=work)  # fmt: skip
+    done = cli(
+        "ingest",
+        "in/clash.csv",
+        "in/ragged.csv",
+        "--table",
+        "t",
+        "--data",
+        "data",
+        "--json",
+        "--on-error",
+        "quarantine=bad/rows.csv",
+        cwd=work,
+    )
     assert done.returncode == 0, done.stderr.decode()
     summary = json.loads(done.stdout)
     assert (summary["rows"], summary["rejected"], summary["version"], summary["files"]) == (3, 2, 1, 2)
     bad = pacsv.read_csv(work / "bad" / "rows.csv").to_pylist()
-    assert [(Path(r["file"]).name, r["line"], r["column"]) for r in bad] == [("clash.csv", 3, "id"), ("ragged.csv", 2, "city")]
+    assert [(Path(r["file"]).name, r["line"], r["column"]) for r in bad] == [
+        ("clash.csv", 3, "id"),
+        ("ragged.csv", 2, "city"),
+    ]
     assert "seven" in bad[0]["reason"] and bad[0]["row"].startswith("seven")
     with engine.Database(work / "data") as db:
         ids = [r[0] for r in db.sql("SELECT id FROM t ORDER BY id").fetchall()]
     assert ids == [1, 2, 3, 4, 5, 8, 10]
 
 
-@pytest.mark.parametrize("args", [["--table", "fresh", "--partition-by", "city"],
-                                  ["--table", "t", "--mode", "overwrite", "--partition-by", "city"]])  # fmt: skip
+@pytest.mark.parametrize(
+    "args",
+    [["--table", "fresh", "--partition-by", "city"], ["--table", "t", "--mode", "overwrite", "--partition-by", "city"]],
+)
 def test_text_null_in_a_partition_column_is_refused(work: Path, args: list[str]) -> None:
     """A partition directory city=NULL reads back as null: refusing beats silently turning the
     text 'NULL' into a null (both the COPY path and delta-rs's writer, used to re-partition)."""
@@ -156,18 +178,34 @@ def test_unwritable_quarantine_commits_nothing(work: Path) -> None:
     write_clash(work)
     (work / "bad").write_text("a file where the quarantine's directory should be")
     before = table_state(work / "data" / "t")
-    done = cli("ingest", "in/clash.csv", "--table", "t", "--data", "data", "--on-error", "quarantine=bad/rows.csv",
-               cwd=work)  # fmt: skip
+    done = cli(
+        "ingest", "in/clash.csv", "--table", "t", "--data", "data", "--on-error", "quarantine=bad/rows.csv", cwd=work
+    )
     stderr = done.stderr.decode()
-    assert done.returncode == 1 and stderr.startswith("error: cannot write the quarantine file") and stderr.count("\n") == 1
+    assert (
+        done.returncode == 1
+        and stderr.startswith("error: cannot write the quarantine file")
+        and stderr.count("\n") == 1
+    )
     assert table_state(work / "data" / "t") == before
 
 
 def test_ndjson_quarantine_keeps_bad_lines_with_file_line_and_reason(work: Path) -> None:
     write(work / "in" / "bad.ndjson", NDJSON_BAD)
     write(work / "in" / "more.ndjson", '\n{"id": 11, "year": 2025, "amount": "lots"}\n{"id": 12, "year": 2025}\n')
-    done = cli("ingest", "in/bad.ndjson", "in/more.ndjson", "--table", "t", "--data", "data", "--json",
-               "--on-error", "quarantine=bad/rows.ndjson", cwd=work)  # fmt: skip
+    done = cli(
+        "ingest",
+        "in/bad.ndjson",
+        "in/more.ndjson",
+        "--table",
+        "t",
+        "--data",
+        "data",
+        "--json",
+        "--on-error",
+        "quarantine=bad/rows.ndjson",
+        cwd=work,
+    )
     assert done.returncode == 0, done.stderr.decode()
     summary = json.loads(done.stdout)
     assert (summary["rows"], summary["rejected"], summary["version"]) == (3, 4, 1)
@@ -200,7 +238,9 @@ def test_ndjson_nested_and_temporal_columns(tmp_path: Path) -> None:
     )
     with engine.Database(tmp_path / "data", create=True) as db:
         db.ingest(str(tmp_path / "good.ndjson"), table="ev")
-        with pytest.raises(BadRow, match=r"new.ndjson: line 1: column 'ts': cannot convert \"not a time\" to TIMESTAMP"):
+        with pytest.raises(
+            BadRow, match=r"new.ndjson: line 1: column 'ts': cannot convert \"not a time\" to TIMESTAMP"
+        ):
             db.ingest(str(tmp_path / "new.ndjson"), table="ev")
         summary = db.ingest(str(tmp_path / "new.ndjson"), table="ev", on_error=f"quarantine={tmp_path / 'q.csv'}")
         assert (summary.rows, summary.rejected, summary.version) == (2, 4, 1)
@@ -216,8 +256,10 @@ def test_ndjson_bad_line_late_in_a_schema_changing_ingest(work: Path) -> None:
     """add-columns streams through delta-rs's writer: a bad line far into the input still fails
     naming it (and commits nothing), or is quarantined while the rest is committed."""
     big = work / "in" / "big.ndjson"
-    duckdb.sql(f"COPY (SELECT range AS id, 2025 AS year, 'c' AS city, 1.5 AS amount, 'e' AS extra FROM range(200000)) "
-               f"TO '{big}' (FORMAT json)")  # fmt: skip
+    duckdb.sql(
+        f"COPY (SELECT range AS id, 2025 AS year, 'c' AS city, 1.5 AS amount, 'e' AS extra FROM range(200000)) "
+        f"TO '{big}' (FORMAT json)"
+    )
     with big.open("a") as out:
         out.write('{"id": "late", "year": 2025, "extra": "e"}\n')
     before = table_state(work / "data" / "t")
@@ -237,8 +279,18 @@ def test_quarantine_of_typed_input_is_empty_and_well_formed(work: Path) -> None:
     """Parquet and Arrow carry their types: a mismatch is a schema error before anything is read,
     so no single row can be bad and the quarantine file holds only its header."""
     pq.write_table(pacsv.read_csv(work / "in" / "base.csv"), work / "in" / "a.parquet")
-    done = cli("ingest", "in/a.parquet", "--table", "t", "--data", "data", "--json",
-               "--on-error", "quarantine=bad/rows.csv", cwd=work)  # fmt: skip
+    done = cli(
+        "ingest",
+        "in/a.parquet",
+        "--table",
+        "t",
+        "--data",
+        "data",
+        "--json",
+        "--on-error",
+        "quarantine=bad/rows.csv",
+        cwd=work,
+    )
     assert done.returncode == 0, done.stderr.decode()
     assert (json.loads(done.stdout)["rows"], json.loads(done.stdout)["rejected"]) == (4, 0)
     assert (work / "bad" / "rows.csv").read_text() == "file,line,column,error_type,reason,row\n"
@@ -251,7 +303,12 @@ def test_summary_line_and_gzip_named_csv(work: Path) -> None:
     assert done.returncode == 0, done.stderr.decode()
     line = done.stdout.decode()
     assert line.count("\n") == 1 and done.stderr == b""  # no progress bar off a terminal
-    assert line.startswith("t: 4 rows from 1 file(s),") and "MB in" in line and "MB out" in line and line.endswith("→ version 1\n")
+    assert (
+        line.startswith("t: 4 rows from 1 file(s),")
+        and "MB in" in line
+        and "MB out" in line
+        and line.endswith("→ version 1\n")
+    )
 
 
 def test_stdin_directories_globs_and_formats(work: Path) -> None:
@@ -279,9 +336,11 @@ def test_parity_many_csv_files_one_commit(tmp_path: Path) -> None:
     con = duckdb.connect()
     (tmp_path / "in").mkdir()
     for i in range(4):
-        con.execute(f"COPY (SELECT range AS k, {i} AS part, 'v' || (range * 7 % 1000) AS s, range / 3 AS f, "
-                    f"DATE '2020-01-01' + (range % 400)::INTEGER AS d FROM range({i} * 50000, ({i} + 1) * 50000)) "
-                    f"TO '{tmp_path / 'in' / f'f{i}.csv'}' (HEADER)")  # fmt: skip
+        con.execute(
+            f"COPY (SELECT range AS k, {i} AS part, 'v' || (range * 7 % 1000) AS s, range / 3 AS f, "
+            f"DATE '2020-01-01' + (range % 400)::INTEGER AS d FROM range({i} * 50000, ({i} + 1) * 50000)) "
+            f"TO '{tmp_path / 'in' / f'f{i}.csv'}' (HEADER)"
+        )
     with engine.Database(tmp_path / "data", create=True) as db:
         summary = db.ingest(str(tmp_path / "in" / "*.csv"), table="big", partition_by=["part"])
         assert (summary.version, summary.files, summary.rows) == (0, 4, 200_000)
@@ -297,10 +356,12 @@ def test_files_carry_exact_delta_statistics(tmp_path: Path) -> None:
     that very file, bounds that could mislead a reader are left out, and delta-rs skips files by
     them (returning the same rows as DuckDB)."""
     src = tmp_path / "st.csv"
-    duckdb.sql(f"COPY (SELECT range AS id, (range // 10000)::INTEGER AS g, range / 3 AS f, "
-               f"CASE WHEN range % 7 = 0 THEN NULL ELSE 'v' || (range % 1000) END AS s, "
-               f"DATE '2020-01-01' + (range % 400)::INTEGER AS d, repeat('x', 40) || range AS long, "
-               f"TIMESTAMP '2020-01-01' + to_seconds(range) AS ts FROM range(50000)) TO '{src}' (HEADER)")  # fmt: skip
+    duckdb.sql(
+        f"COPY (SELECT range AS id, (range // 10000)::INTEGER AS g, range / 3 AS f, "
+        f"CASE WHEN range % 7 = 0 THEN NULL ELSE 'v' || (range % 1000) END AS s, "
+        f"DATE '2020-01-01' + (range % 400)::INTEGER AS d, repeat('x', 40) || range AS long, "
+        f"TIMESTAMP '2020-01-01' + to_seconds(range) AS ts FROM range(50000)) TO '{src}' (HEADER)"
+    )
     with engine.Database(tmp_path / "data", create=True) as db:
         db.ingest(str(src), table="st", partition_by=["g"])
     table = tmp_path / "data" / "st"
@@ -311,7 +372,8 @@ def test_files_carry_exact_delta_statistics(tmp_path: Path) -> None:
         stats = json.loads(add["stats"])
         [(rows, nulls, lo_id, hi_id, lo_f, hi_f, lo_s, hi_s, lo_d, hi_d)] = duckdb.sql(
             f"SELECT count(*), count(*) - count(s), min(id), max(id), min(f), max(f), min(s), max(s), "
-            f"min(d)::VARCHAR, max(d)::VARCHAR FROM read_parquet('{table / add['path']}')").fetchall()  # fmt: skip
+            f"min(d)::VARCHAR, max(d)::VARCHAR FROM read_parquet('{table / add['path']}')"
+        ).fetchall()
         assert stats["numRecords"] == rows and stats["nullCount"]["s"] == nulls and stats["nullCount"]["id"] == 0
         assert (stats["minValues"]["id"], stats["maxValues"]["id"]) == (lo_id, hi_id)
         assert (stats["minValues"]["f"], stats["maxValues"]["f"]) == (lo_f, hi_f)
@@ -335,17 +397,30 @@ def test_planned_schema_from_types_equals_the_inputs_own(tmp_path: Path) -> None
 
     from engine.ingest.plan import _arrow_schema, _incoming, _normalise
 
-    data = pa.table({
-        "i8": pa.array([1], pa.int8()), "u64": pa.array([1], pa.uint64()), "u32": pa.array([1], pa.uint32()),
-        "f32": pa.array([1.5], pa.float32()), "dec": pa.array([decimal.Decimal("1.25")], pa.decimal128(10, 2)),
-        "dec38": pa.array([decimal.Decimal("1.25")], pa.decimal128(38, 10)), "s": ["x"],
-        "ls": pa.array(["x"], pa.large_string()), "b": pa.array([b"x"], pa.binary()), "ok": [True],
-        "d": [datetime.date(2020, 1, 1)], "ts_s": pa.array([1], pa.timestamp("s")),
-        "ts_ns": pa.array([1], pa.timestamp("ns")), "tstz": pa.array([1], pa.timestamp("us", tz="UTC")),
-        "t": pa.array([1], pa.time64("us")), "l": [[1, 2]], "st": [{"a": 1, "b c": "x"}],
-        "m": pa.array([[("k", 1)]], pa.map_(pa.string(), pa.int64())), "dict": pa.array(["a"]).dictionary_encode(),
-        'weird "name"': [1],
-    })  # fmt: skip
+    data = pa.table(
+        {
+            "i8": pa.array([1], pa.int8()),
+            "u64": pa.array([1], pa.uint64()),
+            "u32": pa.array([1], pa.uint32()),
+            "f32": pa.array([1.5], pa.float32()),
+            "dec": pa.array([decimal.Decimal("1.25")], pa.decimal128(10, 2)),
+            "dec38": pa.array([decimal.Decimal("1.25")], pa.decimal128(38, 10)),
+            "s": ["x"],
+            "ls": pa.array(["x"], pa.large_string()),
+            "b": pa.array([b"x"], pa.binary()),
+            "ok": [True],
+            "d": [datetime.date(2020, 1, 1)],
+            "ts_s": pa.array([1], pa.timestamp("s")),
+            "ts_ns": pa.array([1], pa.timestamp("ns")),
+            "tstz": pa.array([1], pa.timestamp("us", tz="UTC")),
+            "t": pa.array([1], pa.time64("us")),
+            "l": [[1, 2]],
+            "st": [{"a": 1, "b c": "x"}],
+            "m": pa.array([[("k", 1)]], pa.map_(pa.string(), pa.int64())),
+            "dict": pa.array(["a"]).dictionary_encode(),
+            'weird "name"': [1],
+        }
+    )
     con = duckdb.connect()
     con.register("src", data)
     incoming = _incoming(con, '"src"', open_source(data))
@@ -375,8 +450,19 @@ def test_schema_policy(tmp_path: Path) -> None:
 
 
 def test_overwrite_replaces_rows_and_may_repartition(work: Path) -> None:
-    done = cli("ingest", "in/base.csv", "--table", "t", "--mode", "overwrite", "--partition-by", "city",
-               "--data", "data", cwd=work)  # fmt: skip
+    done = cli(
+        "ingest",
+        "in/base.csv",
+        "--table",
+        "t",
+        "--mode",
+        "overwrite",
+        "--partition-by",
+        "city",
+        "--data",
+        "data",
+        cwd=work,
+    )
     assert done.returncode == 0, done.stderr.decode()
     with engine.Database(work / "data") as db:
         snap = db.table("t")
@@ -388,8 +474,10 @@ def test_overwrite_replaces_rows_and_may_repartition(work: Path) -> None:
 def long_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """~2M rows of uneven width: long enough for the progress bar to draw (it polls every 0.2 s)."""
     path = tmp_path_factory.mktemp("progress") / "long.csv"
-    duckdb.sql(f"COPY (SELECT range AS id, repeat('x', (range % 40)::INTEGER) AS pad, range / 7 AS f "
-               f"FROM range(2000000)) TO '{path}' (HEADER)")  # fmt: skip
+    duckdb.sql(
+        f"COPY (SELECT range AS id, repeat('x', (range % 40)::INTEGER) AS pad, range / 7 AS f "
+        f"FROM range(2000000)) TO '{path}' (HEADER)"
+    )
     return path
 
 
@@ -423,8 +511,13 @@ def test_progress_bar_on_a_terminal(long_csv: Path, tmp_path: Path) -> None:
 
     main, replica = pty.openpty()
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLONNADE_")} | {"COLUMNS": "160"}
-    proc = subprocess.Popen([COLONNADE, "ingest", str(long_csv), "--table", "p", "--data", "data"], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=replica)  # fmt: skip
+    proc = subprocess.Popen(
+        [COLONNADE, "ingest", str(long_csv), "--table", "p", "--data", "data"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=replica,
+    )
     os.close(replica)
     drawn = b""
     while True:

@@ -29,8 +29,10 @@ def table(tmp_path: Path) -> Path:
     """Data dir with table ``t`` (BASE_ROWS rows, version 0) and a BATCH_ROWS-row CSV to add."""
     con = duckdb.connect()
     for name, rows in (("base.csv", BASE_ROWS), ("batch.csv", BATCH_ROWS)):
-        con.execute(f"COPY (SELECT range AS id, range % 7 AS g, 'row ' || range AS s FROM range({rows})) "
-                    f"TO '{tmp_path / name}' (HEADER)")  # fmt: skip
+        con.execute(
+            f"COPY (SELECT range AS id, range % 7 AS g, 'row ' || range AS s FROM range({rows})) "
+            f"TO '{tmp_path / name}' (HEADER)"
+        )
     with engine.Database(tmp_path / "data", create=True) as db:
         db.ingest(str(tmp_path / "base.csv"), table="t", partition_by=["g"])
     return tmp_path
@@ -65,8 +67,12 @@ def test_sigkill_leaves_previous_version(table: Path, stage: str) -> None:
     assert (version, rows) == (0, BASE_ROWS)
     orphans = parquet_files(table) - live
     assert bool(orphans) == (stage != "before_write")  # written but invisible
-    done = subprocess.run([COLONNADE, "vacuum", "t", "--retain-hours", "0", "--data", str(table / "data")],
-                          env=env(), capture_output=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [COLONNADE, "vacuum", "t", "--retain-hours", "0", "--data", str(table / "data")],
+        env=env(),
+        capture_output=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr.decode()
     after, rows, still_live = committed(table)  # delta-rs logs VACUUM START/END as commits
     assert parquet_files(table) == live == still_live and rows == BASE_ROWS
@@ -88,7 +94,9 @@ def test_sigkill_at_random_moments_never_corrupts(table: Path) -> None:
 
 
 def test_concurrent_writers_both_commit_or_one_fails_cleanly(table: Path) -> None:
-    procs = [subprocess.Popen(ingest_cmd(table), env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    procs = [
+        subprocess.Popen(ingest_cmd(table), env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)
+    ]
     results = [(p.wait(timeout=120), p.stderr.read().decode()) for p in procs]  # type: ignore[union-attr]
     ok = sum(code == 0 for code, _ in results)
     for code, stderr in results:
@@ -100,9 +108,7 @@ def test_concurrent_writers_both_commit_or_one_fails_cleanly(table: Path) -> Non
 
 def test_readers_see_whole_versions_during_ingest(table: Path) -> None:
     script = (
-        "import sys, engine\n"
-        "db = engine.Database(sys.argv[1])\n"
-        "for _ in range(3): db.ingest(sys.argv[2], table='t')\n"
+        "import sys, engine\ndb = engine.Database(sys.argv[1])\nfor _ in range(3): db.ingest(sys.argv[2], table='t')\n"
     )
     writer = subprocess.Popen([sys.executable, "-c", script, str(table / "data"), str(table / "batch.csv")], env=env())
     valid = {BASE_ROWS + k * BATCH_ROWS for k in range(4)}

@@ -46,7 +46,9 @@ def test_timeout_interrupts_the_spark_job(spark_db: engine.Database) -> None:
 
 
 def test_auto_routes_big_scans_to_spark(tpch_dir: Path, spark_remote: str) -> None:
-    settings = load_settings(environ={"COLONNADE_SPARK_REMOTE": spark_remote, "COLONNADE_SPARK_AUTO_MIN_BYTES": "100000"})
+    settings = load_settings(
+        environ={"COLONNADE_SPARK_REMOTE": spark_remote, "COLONNADE_SPARK_AUTO_MIN_BYTES": "100000"}
+    )
     with engine.Database(tpch_dir, settings=settings) as db:
         assert db.sql("SELECT count(*) FROM lineitem", engine="auto").engine == "spark"  # > 100 kB of files
         assert db.sql("SELECT count(*) FROM region", engine="auto").engine == "duckdb"  # a few kB
@@ -75,7 +77,21 @@ def test_http_with_spark_as_the_default_engine(tpch_dir: Path, spark_remote: str
 
 def test_cli_query_on_spark(tpch_dir: Path, spark_remote: str) -> None:
     env = {**os.environ, "COLONNADE_SPARK_REMOTE": spark_remote}
-    out = subprocess.run([str(Path(sys.executable).parent / "colonnade"), "query", "--data", str(tpch_dir), "--engine",
-                          "spark", "--format", "csv", "SELECT count(*) AS n FROM nation"],
-                         capture_output=True, text=True, env=env, check=True)  # fmt: skip
+    out = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "colonnade"),
+            "query",
+            "--data",
+            str(tpch_dir),
+            "--engine",
+            "spark",
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM nation",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     assert out.stdout.splitlines() == ['"n"', "25"]

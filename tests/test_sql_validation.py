@@ -86,8 +86,23 @@ def test_hostile_statement_is_refused(
 
 def test_hostile_file_covers_the_spec_list() -> None:
     text = HOSTILE.read_text().upper()
-    for word in ("CREATE", "INSERT", "UPDATE", "DELETE", "DROP", "COPY", "ATTACH", "INSTALL", "LOAD",
-                 "SET ", "PRAGMA", "READ_CSV('/ETC/PASSWD')", "FROM '/ETC/PASSWD'", "FROM 'X.PARQUET'", "GETENV"):  # fmt: skip
+    for word in (
+        "CREATE",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "DROP",
+        "COPY",
+        "ATTACH",
+        "INSTALL",
+        "LOAD",
+        "SET ",
+        "PRAGMA",
+        "READ_CSV('/ETC/PASSWD')",
+        "FROM '/ETC/PASSWD'",
+        "FROM 'X.PARQUET'",
+        "GETENV",
+    ):
         assert word in text, word
 
 

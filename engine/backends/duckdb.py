@@ -187,8 +187,15 @@ def translate_error(exc: BaseException) -> ColonnadeError:
     """Map a DuckDB exception to the Colonnade error a client should see."""
     # DuckDB appends the offending line and tuning advice for its own operators: keep the cause.
     message = str(exc).split("\n\n", 1)[0].strip()
-    for prefix in ("Binder Error: ", "Catalog Error: ", "Parser Error: ", "Conversion Error: ",
-                   "Invalid Input Error: ", "Out of Range Error: ", "Permission Error: "):  # fmt: skip
+    for prefix in (
+        "Binder Error: ",
+        "Catalog Error: ",
+        "Parser Error: ",
+        "Conversion Error: ",
+        "Invalid Input Error: ",
+        "Out of Range Error: ",
+        "Permission Error: ",
+    ):
         message = message.replace(prefix, "")
     if isinstance(exc, duckdb.PermissionException):
         return StatementNotAllowed(f"refused by the engine sandbox: {message}")
@@ -200,8 +207,18 @@ def translate_error(exc: BaseException) -> ColonnadeError:
         return TableNotFound(message)
     if isinstance(exc, duckdb.OutOfMemoryException):
         return ResourceExhausted(f"the query needs more memory than this server allows: {message}")
-    if isinstance(exc, (duckdb.BinderException, duckdb.CatalogException, duckdb.ConversionException,
-                        duckdb.InvalidInputException, duckdb.OutOfRangeException, duckdb.NotImplementedException,
-                        duckdb.TypeMismatchException, duckdb.ConstraintException)):  # fmt: skip
+    if isinstance(
+        exc,
+        (
+            duckdb.BinderException,
+            duckdb.CatalogException,
+            duckdb.ConversionException,
+            duckdb.InvalidInputException,
+            duckdb.OutOfRangeException,
+            duckdb.NotImplementedException,
+            duckdb.TypeMismatchException,
+            duckdb.ConstraintException,
+        ),
+    ):
         return QueryError(message)
     return EngineError(f"DuckDB failed: {message}")

@@ -29,6 +29,8 @@ from engine.errors import (
 from engine.sql import ValidatedQuery, bind_literals
 
 _POLL_S = 0.002
+
+
 def polars_sql(query: ValidatedQuery, params: Sequence[Any]) -> str:
     """The SQL text Polars runs: DuckDB semantics kept where the two engines differ."""
     ast = duckdb_semantics(bind_literals(query.ast, params) if params else query.ast.copy())
@@ -110,8 +112,15 @@ def translate_error(exc: BaseException) -> ColonnadeError:
         if "not found" in message and "relation" in message:
             return TableNotFound(message)
         return UnsupportedQuery(f"Polars cannot run this query: {message}")
-    if isinstance(exc, (pl.exceptions.InvalidOperationError, pl.exceptions.SchemaError,
-                        pl.exceptions.ComputeError, pl.exceptions.DuplicateError)):  # fmt: skip
+    if isinstance(
+        exc,
+        (
+            pl.exceptions.InvalidOperationError,
+            pl.exceptions.SchemaError,
+            pl.exceptions.ComputeError,
+            pl.exceptions.DuplicateError,
+        ),
+    ):
         return QueryError(message)
     if isinstance(exc, pl.exceptions.PanicException):
         # Polars panics on some SQL it does not implement; the query, not the server, is at fault.

@@ -68,5 +68,3 @@ def _regular(t: pa.DataType) -> pa.DataType:
 def regular_schema(schema: pa.Schema) -> pa.Schema:
     """Polars and Spark hand out large/view string types; DuckDB and clients expect the regular ones."""
     return pa.schema([pa.field(f.name, _regular(f.type), f.nullable) for f in schema])
-
-

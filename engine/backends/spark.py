@@ -36,10 +36,18 @@ from engine.errors import (
 from engine.sql import ValidatedQuery, bind_literals, with_physical_tables
 
 _SPARK_TYPES = {
-    pa.int8(): "tinyint", pa.int16(): "smallint", pa.int32(): "int", pa.int64(): "bigint",
-    pa.float32(): "float", pa.float64(): "double", pa.bool_(): "boolean", pa.string(): "string",
-    pa.large_string(): "string", pa.date32(): "date", pa.binary(): "binary",
-}  # fmt: skip
+    pa.int8(): "tinyint",
+    pa.int16(): "smallint",
+    pa.int32(): "int",
+    pa.int64(): "bigint",
+    pa.float32(): "float",
+    pa.float64(): "double",
+    pa.bool_(): "boolean",
+    pa.string(): "string",
+    pa.large_string(): "string",
+    pa.date32(): "date",
+    pa.binary(): "binary",
+}
 
 
 def spark_type(t: pa.DataType) -> str:
@@ -78,7 +86,9 @@ def _quantiles_for_spark(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.PercentileDisc):
         order = exp.Order(expressions=[exp.Ordered(this=node.this)])
         # Anonymous: sqlglot's Spark output turns a PercentileDisc WITHIN GROUP into percentile_approx.
-        return exp.WithinGroup(this=exp.Anonymous(this="percentile_disc", expressions=[node.expression]), expression=order)
+        return exp.WithinGroup(
+            this=exp.Anonymous(this="percentile_disc", expressions=[node.expression]), expression=order
+        )
     return node
 
 
@@ -184,8 +194,14 @@ class SparkBackend(Backend):
         if snap.format != "delta":
             return frame
         # Partition values live in directory names; give them the table's types and order.
-        return frame.select(*[F.col(f"`{f.name}`").cast(spark_type(f.type)).alias(f.name) if f.name in snap.partitions
-                              else F.col(f"`{f.name}`") for f in snap.schema])  # fmt: skip
+        return frame.select(
+            *[
+                F.col(f"`{f.name}`").cast(spark_type(f.type)).alias(f.name)
+                if f.name in snap.partitions
+                else F.col(f"`{f.name}`")
+                for f in snap.schema
+            ]
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -214,7 +230,13 @@ def translate_error(exc: BaseException) -> ColonnadeError:
         return TableNotFound(message)
     if name == "ParseException":
         return SqlSyntaxError(message)
-    if name in ("AnalysisException", "ArithmeticException", "NumberFormatException", "DateTimeException",
-                "IllegalArgumentException", "SparkRuntimeException"):  # fmt: skip
+    if name in (
+        "AnalysisException",
+        "ArithmeticException",
+        "NumberFormatException",
+        "DateTimeException",
+        "IllegalArgumentException",
+        "SparkRuntimeException",
+    ):
         return QueryError(message)
     return EngineError(f"Spark failed: {message}")

@@ -29,14 +29,25 @@ def spark_home() -> Path:
 
 def command(port: int, *, cores: int = 2, driver_memory: str = "2g") -> list[str]:
     return [
-        str(spark_home() / "bin" / "spark-submit"), "--class", CONNECT_SERVER, "--master", f"local[{cores}]",
-        "--name", "colonnade-spark", "--driver-memory", driver_memory,
-        "--conf", f"spark.connect.grpc.binding.port={port}",
-        "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
-        "--conf", "spark.ui.enabled=false",
-        "--conf", "spark.sql.shuffle.partitions=4",
+        str(spark_home() / "bin" / "spark-submit"),
+        "--class",
+        CONNECT_SERVER,
+        "--master",
+        f"local[{cores}]",
+        "--name",
+        "colonnade-spark",
+        "--driver-memory",
+        driver_memory,
+        "--conf",
+        f"spark.connect.grpc.binding.port={port}",
+        "--conf",
+        "spark.connect.grpc.binding.address=127.0.0.1",
+        "--conf",
+        "spark.ui.enabled=false",
+        "--conf",
+        "spark.sql.shuffle.partitions=4",
         "spark-internal",
-    ]  # fmt: skip
+    ]
 
 
 def _listening(port: int) -> bool:

@@ -77,10 +77,17 @@ def ingest(
         if src.spooled is not None:
             src.spooled.unlink(missing_ok=True)
     return IngestSummary(
-        table=table, version=version, rows=rows, files=len(src.files), bytes_in=src.bytes_in,
-        seconds=time.perf_counter() - started, rejected=rejected, bytes_out=sum(f.size for f in written),
-        files_written=len(written), quarantine=str(quarantine) if quarantine else None,
-    )  # fmt: skip
+        table=table,
+        version=version,
+        rows=rows,
+        files=len(src.files),
+        bytes_in=src.bytes_in,
+        seconds=time.perf_counter() - started,
+        rejected=rejected,
+        bytes_out=sum(f.size for f in written),
+        files_written=len(written),
+        quarantine=str(quarantine) if quarantine else None,
+    )
 
 
 def _check_options(mode: str, schema_evolution: str) -> None:

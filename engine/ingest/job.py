@@ -36,8 +36,10 @@ from engine.storage import (
 )
 
 TARGET_FILE_BYTES = "256MB"  # DuckDB starts a new Parquet file past this size
-_NULL_TEXT = ("partition column {!r} holds the text 'NULL', which a hive-style partition path cannot tell from a "
-              "null (partition by another column, or map it to another value first)")  # fmt: skip
+_NULL_TEXT = (
+    "partition column {!r} holds the text 'NULL', which a hive-style partition path cannot tell from a "
+    "null (partition by another column, or map it to another value first)"
+)
 
 # (input bytes read so far, input bytes in all, rows read so far: an estimate, None when unknown)
 ProgressFn = Callable[[int, int, int | None], None]
@@ -47,8 +49,17 @@ Outcome = tuple[int, int, int, list[WrittenFile]]  # (version, rows, rejected ro
 class Job:
     """One ingest against one DuckDB connection: plan the SELECT, COPY, check, commit."""
 
-    def __init__(self, con: Any, src: Source, path: Path, table: str, mode: WriteMode, evolution: str,
-                 quarantine: Path | None, progress: ProgressFn | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        con: Any,
+        src: Source,
+        path: Path,
+        table: str,
+        mode: WriteMode,
+        evolution: str,
+        quarantine: Path | None,
+        progress: ProgressFn | None,
+    ) -> None:
         self.con, self.src, self.path, self.table = con, src, path, table
         self.mode, self.evolution, self.quarantine, self.progress = mode, evolution, quarantine, progress
         self.txn = uuid.uuid4().hex[:12]
@@ -81,8 +92,15 @@ class Job:
             rows = sum(f.rows for f in written)
             rejected = self._settle_rejects()
             meta = {"colonnade.rows": str(rows), "colonnade.rejected": str(rejected)}
-            version = commit_files(self.path, written, schema=plan.schema, partitions=partitions, mode=self.mode,
-                                   state=state, metadata=meta)  # fmt: skip
+            version = commit_files(
+                self.path,
+                written,
+                schema=plan.schema,
+                partitions=partitions,
+                mode=self.mode,
+                state=state,
+                metadata=meta,
+            )
         except BaseException:
             remove_uncommitted(self.path, self._own_files())
             self._drop_quarantine()
@@ -91,8 +109,13 @@ class Job:
 
     def _copy(self, select: str, partitions: Sequence[str], schema: pa.Schema) -> list[WrittenFile]:
         self.path.mkdir(parents=True, exist_ok=True)
-        opts = ["FORMAT parquet", "RETURN_STATS true", "APPEND", f"FILENAME_PATTERN {lit(f'part-{self.txn}-{{uuid}}')}",
-                f"FILE_SIZE_BYTES {lit(TARGET_FILE_BYTES)}"]  # fmt: skip
+        opts = [
+            "FORMAT parquet",
+            "RETURN_STATS true",
+            "APPEND",
+            f"FILENAME_PATTERN {lit(f'part-{self.txn}-{{uuid}}')}",
+            f"FILE_SIZE_BYTES {lit(TARGET_FILE_BYTES)}",
+        ]
         if partitions:
             opts.append("PARTITION_BY (" + ", ".join(map(ident, partitions)) + ")")
         sql = f"COPY ({select}) TO {lit(str(self.path))} ({', '.join(opts)})"
@@ -112,8 +135,9 @@ class Job:
         counter = _Counter(self._settle_rejects)  # runs once the input is drained, before delta-rs commits
         counted = pa.RecordBatchReader.from_batches(plan.schema, counter.count(reader, plan.schema))
         try:
-            version = write_stream(self.path, counted, partitions=partitions, mode=self.mode, schema_mode=schema_mode,
-                                   metadata={})  # fmt: skip
+            version = write_stream(
+                self.path, counted, partitions=partitions, mode=self.mode, schema_mode=schema_mode, metadata={}
+            )
         except Exception:
             remove_uncommitted(self.path, [p for p in self.path.rglob("*.parquet") if p.name not in before])
             self._drop_quarantine()
@@ -186,8 +210,10 @@ def _partitions(table: str, target: TableState, requested: Sequence[str] | None)
         return wanted
     if wanted and wanted != target.partitions:
         have = ", ".join(target.partitions) or "nothing"
-        raise PartitionMismatch(f"table {table!r} is partitioned by {have}; cannot append with --partition-by "
-                                f"{','.join(wanted)} (use --mode overwrite to change it)")  # fmt: skip
+        raise PartitionMismatch(
+            f"table {table!r} is partitioned by {have}; cannot append with --partition-by "
+            f"{','.join(wanted)} (use --mode overwrite to change it)"
+        )
     return target.partitions
 
 
@@ -200,8 +226,10 @@ def _refuse_null_text(plan: Plan, partitions: Sequence[str]) -> Plan:
     guarded = [c for c in partitions if pa.types.is_string(plan.schema.field(c).type)]
     if not guarded:
         return plan
-    checks = ", ".join(f"CASE WHEN {ident(c)} = 'NULL' THEN error({lit(_NULL_TEXT.format(c))}) ELSE {ident(c)} END "
-                       f"AS {ident(c)}" for c in guarded)  # fmt: skip
+    checks = ", ".join(
+        f"CASE WHEN {ident(c)} = 'NULL' THEN error({lit(_NULL_TEXT.format(c))}) ELSE {ident(c)} END AS {ident(c)}"
+        for c in guarded
+    )
     return replace(plan, select=f"SELECT * REPLACE ({checks}) FROM ({plan.select})")
 
 

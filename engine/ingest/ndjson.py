@@ -29,9 +29,16 @@ _MAX_LINE_BYTES = 16 * 1024 * 1024  # read_json's own limit on one object
 def _read_lines(files: list[str], compression: str | None) -> str:
     """Every line of ``files`` as one VARCHAR column ``text`` (NULL for an empty line), plus ``filename``."""
     opts = [
-        "columns = {'text': 'VARCHAR'}", "header = false", "auto_detect = false", f"delim = {lit(_DELIM)}",
-        "quote = ''", "escape = ''", "strict_mode = false", "filename = true", f"max_line_size = {_MAX_LINE_BYTES}",
-    ]  # fmt: skip
+        "columns = {'text': 'VARCHAR'}",
+        "header = false",
+        "auto_detect = false",
+        f"delim = {lit(_DELIM)}",
+        "quote = ''",
+        "escape = ''",
+        "strict_mode = false",
+        "filename = true",
+        f"max_line_size = {_MAX_LINE_BYTES}",
+    ]
     if compression:
         opts.append(f"compression = {lit(compression)}")
     listed = "[" + ", ".join(lit(f) for f in files) + "]"
@@ -47,8 +54,10 @@ def infer(con: Any, files: list[str], compression: str | None) -> dict[str, str]
     """Column types from the first object lines, for when ``read_json`` gives up on records
     because its sample holds a line that is JSON but not an object."""
     is_object = "CASE WHEN json_valid(text) THEN json_type(text) = 'OBJECT' ELSE false END"
-    found = con.execute(f"SELECT json_group_structure(text::JSON) FROM (SELECT text FROM {_read_lines(files, compression)} "
-                        f"WHERE {is_object} LIMIT {_SAMPLE_LINES})").fetchall()[0][0]  # fmt: skip
+    found = con.execute(
+        f"SELECT json_group_structure(text::JSON) FROM (SELECT text FROM {_read_lines(files, compression)} "
+        f"WHERE {is_object} LIMIT {_SAMPLE_LINES})"
+    ).fetchall()[0][0]
     structure = json.loads(found) if found else {}
     return {k: _STRUCTURE_TYPES.get(v, "VARCHAR") if isinstance(v, str) else "VARCHAR" for k, v in structure.items()}
 
@@ -72,8 +81,10 @@ def checked(files: list[str], compression: str | None, types: dict[str, str]) ->
     # A value that is present and not JSON null, yet NULL once typed, did not convert; a struct,
     # map or list column also needs a JSON value of that shape (a string typed as a struct is a
     # struct of NULLs, not NULL).
-    lost = [(f"{v} IS NOT NULL AND (struct_extract(typed, {lit(n)}) IS NULL{_shape_check(v, t)})", v, n, t)
-            for v, (n, t) in zip(values, types.items(), strict=True)]  # fmt: skip
+    lost = [
+        (f"{v} IS NOT NULL AND (struct_extract(typed, {lit(n)}) IS NULL{_shape_check(v, t)})", v, n, t)
+        for v, (n, t) in zip(values, types.items(), strict=True)
+    ]
     reason = " ".join(f"WHEN {cond} THEN 'cannot convert ' || {v} || {lit(' to ' + t)}" for cond, v, _, t in lost)
     column = " ".join(f"WHEN {cond} THEN {lit(n)}" for cond, _, n, _ in lost)
     return (

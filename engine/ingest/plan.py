@@ -67,8 +67,9 @@ def _incoming(con: Any, scan: str, src: Source) -> dict[str, str]:
     return incoming
 
 
-def _cast_to_table(incoming: dict[str, str], table_types: dict[str, str], src: Source,
-                   evolution: str) -> tuple[list[str], list[str]]:  # fmt: skip
+def _cast_to_table(
+    incoming: dict[str, str], table_types: dict[str, str], src: Source, evolution: str
+) -> tuple[list[str], list[str]]:
     """One SELECT expression per table column, and what stops the input from fitting."""
     exprs, problems = [], []
     for name, want in table_types.items():

@@ -26,8 +26,10 @@ _CSV_REJECTS = (
     "string_agg(e.error_message, '; ' ORDER BY e.column_idx) AS reason, first(e.csv_line) AS row "
     "FROM reject_errors e JOIN reject_scans s USING (scan_id, file_id) GROUP BY ALL"
 )
-_NONE = ("SELECT NULL::VARCHAR AS file, NULL::BIGINT AS line, NULL::VARCHAR AS column, NULL::VARCHAR AS error_type, "
-         "NULL::VARCHAR AS reason, NULL::VARCHAR AS row LIMIT 0")  # fmt: skip
+_NONE = (
+    "SELECT NULL::VARCHAR AS file, NULL::BIGINT AS line, NULL::VARCHAR AS column, NULL::VARCHAR AS error_type, "
+    "NULL::VARCHAR AS reason, NULL::VARCHAR AS row LIMIT 0"
+)
 
 
 def collect(con: Any, src: Source, bad_lines: str | None = None) -> int:
@@ -48,7 +50,7 @@ def collect(con: Any, src: Source, bad_lines: str | None = None) -> int:
 def first_reject(con: Any, rejected: int) -> str:
     """The ingest's failure message: where the first bad row is, and how many more there are."""
     [(file, line, column, reason)] = con.execute(
-        f"SELECT file, line, \"column\", reason FROM {REJECTS} ORDER BY file, line LIMIT 1"
+        f'SELECT file, line, "column", reason FROM {REJECTS} ORDER BY file, line LIMIT 1'
     ).fetchall()
     where = f"column {column!r}: " if column else ""
     more = f" ({rejected - 1:,} more bad row(s); use --on-error quarantine=PATH to skip them)" if rejected > 1 else ""

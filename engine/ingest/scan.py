@@ -51,8 +51,9 @@ def _ndjson(con: Any, src: Source, target: TableState, files: str, opts: list[st
     """NDJSON read into fixed column types: the table's, else those DuckDB infers from a sample
     that skips bad lines (``ndjson`` finds and reports those instead)."""
     try:
-        rel = con.sql(f"SELECT * FROM read_json({files}, format = 'newline_delimited', ignore_errors = true, "
-                      f"{', '.join(opts)})")  # fmt: skip
+        rel = con.sql(
+            f"SELECT * FROM read_json({files}, format = 'newline_delimited', ignore_errors = true, {', '.join(opts)})"
+        )
         inferred = dict(zip(rel.columns, (str(t) for t in rel.types), strict=True))
         if inferred == {"json": "JSON"}:  # DuckDB's answer when a sampled line is not an object
             inferred = ndjson.infer(con, src.files, src.compression)

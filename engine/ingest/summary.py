@@ -24,8 +24,10 @@ class IngestSummary:
 
     def __str__(self) -> str:
         rejected = f", {self.rejected:,} rejected → {self.quarantine}" if self.quarantine else ""
-        return (f"{self.table}: {self.rows:,} rows{rejected} from {self.files} file(s), "
-                f"{_mb(self.bytes_in)} in, {_mb(self.bytes_out)} out, {self.seconds:.2f} s → version {self.version}")  # fmt: skip
+        return (
+            f"{self.table}: {self.rows:,} rows{rejected} from {self.files} file(s), "
+            f"{_mb(self.bytes_in)} in, {_mb(self.bytes_out)} out, {self.seconds:.2f} s → version {self.version}"
+        )
 
 
 def _mb(n: int) -> str:

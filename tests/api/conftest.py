@@ -38,18 +38,30 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(data_dir: Path, *, workers: int = 1, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> Iterator[Server]:  # fmt: skip
+def serve(
+    data_dir: Path, *, workers: int = 1, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[Server]:
     """Run ``colonnade serve`` in ``cwd`` (default: beside the data dir, never the repository)."""
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("COLONNADE_")}
     environ.update(env or {})
-    cmd = [COLONNADE, "serve", "--data", str(data_dir), "--host", "127.0.0.1", "--port", str(port),
-           "--workers", str(workers)]  # fmt: skip
+    cmd = [
+        COLONNADE,
+        "serve",
+        "--data",
+        str(data_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     log_path = data_dir.parent / f"server-{port}.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=environ, start_new_session=True,
-                               cwd=cwd or data_dir.parent)  # fmt: skip
+    process = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env=environ, start_new_session=True, cwd=cwd or data_dir.parent
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_healthy(url, process)

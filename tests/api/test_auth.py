@@ -15,8 +15,12 @@ from tests.api.conftest import COLONNADE, Server, serve
 
 
 def create_token(data: Path, name: str, *grant: str) -> str:
-    out = subprocess.run([COLONNADE, "token", "create", "--data", str(data), "--name", name, *grant],
-                         check=True, capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        [COLONNADE, "token", "create", "--data", str(data), "--name", name, *grant],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return out.stdout.strip()
 
 
@@ -92,7 +96,9 @@ def test_any_path_to_an_ungranted_table_is_403(secured, sql: str) -> None:
 
 def test_granted_queries_work(secured) -> None:
     server, tokens = secured
-    body = get(server, "/api/sql", tokens["reader"], q="WITH e AS (SELECT * FROM events) SELECT count(*) AS n FROM e").json()
+    body = get(
+        server, "/api/sql", tokens["reader"], q="WITH e AS (SELECT * FROM events) SELECT count(*) AS n FROM e"
+    ).json()
     assert body["rows"] == [{"n": 3}]
 
 
@@ -120,8 +126,12 @@ def test_auth_defaults() -> None:
 def test_token_create_errors(tmp_path) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    for args in (["--name", "x"], ["--name", "x", "--tables", "a", "--all"], ["--name", "bad name!", "--all"],
-                 ["--name", "y", "--tables", "not-a-table"]):  # fmt: skip
+    for args in (
+        ["--name", "x"],
+        ["--name", "x", "--tables", "a", "--all"],
+        ["--name", "bad name!", "--all"],
+        ["--name", "y", "--tables", "not-a-table"],
+    ):
         out = subprocess.run([COLONNADE, "token", "create", "--data", str(data), *args], capture_output=True, text=True)
         assert out.returncode == 1 and out.stderr.startswith("error:") and len(out.stderr.strip().splitlines()) == 1
     assert not (data / ".colonnade" / "tokens.json").exists()
@@ -131,7 +141,10 @@ def test_cors_is_off_by_default_and_configurable(mutable_dir, server: Server) ->
     preflight = {"Origin": "http://dash.example", "Access-Control-Request-Method": "GET"}
     with server.client() as client:
         assert "access-control-allow-origin" not in client.options("/api/tables", headers=preflight).headers
-    with serve(mutable_dir, env={"COLONNADE_SERVER_CORS_ORIGINS": "http://dash.example"}) as cors, cors.client() as client:
+    with (
+        serve(mutable_dir, env={"COLONNADE_SERVER_CORS_ORIGINS": "http://dash.example"}) as cors,
+        cors.client() as client,
+    ):
         response = client.options("/api/tables", headers=preflight)
         assert response.headers["access-control-allow-origin"] == "http://dash.example"
         got = client.get("/api/tables", headers={"Origin": "http://dash.example"})

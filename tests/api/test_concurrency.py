@@ -47,4 +47,6 @@ def test_two_workers_share_the_load(mutable_dir) -> None:
                 pids.add(client.get("/ready").json()["worker"])
         assert len(pids) == 2
         with httpx.Client(base_url=server.url) as client:
-            assert client.get("/api/sql", params={"q": "SELECT count(*) AS n FROM events"}).json()["rows"] == [{"n": 100}]
+            assert client.get("/api/sql", params={"q": "SELECT count(*) AS n FROM events"}).json()["rows"] == [
+                {"n": 100}
+            ]

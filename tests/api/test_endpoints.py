@@ -58,8 +58,15 @@ def test_unknown_route_is_problem_json(http: httpx.Client) -> None:
 
 def test_openapi_and_console(http: httpx.Client) -> None:
     spec = http.get("/schema/openapi.json").json()
-    for path in ("/health", "/ready", "/api/tables", "/api/tables/{name}", "/api/tables/{name}/history",
-                 "/api/tables/{name}/rows", "/api/sql"):  # fmt: skip
+    for path in (
+        "/health",
+        "/ready",
+        "/api/tables",
+        "/api/tables/{name}",
+        "/api/tables/{name}/history",
+        "/api/tables/{name}/rows",
+        "/api/sql",
+    ):
         assert path in spec["paths"], path
     page = http.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
@@ -67,15 +74,26 @@ def test_openapi_and_console(http: httpx.Client) -> None:
 
 
 def test_every_response_carries_elapsed(http: httpx.Client) -> None:
-    for response in (http.get("/api/sql", params={"q": "SELECT 1"}), http.post("/api/sql", content="SELECT 2"),
-                     http.get("/api/tables/nation/rows")):  # fmt: skip
+    for response in (
+        http.get("/api/sql", params={"q": "SELECT 1"}),
+        http.post("/api/sql", content="SELECT 2"),
+        http.get("/api/tables/nation/rows"),
+    ):
         assert float(response.headers["x-colonnade-elapsed-ms"]) >= 0
 
 
 def test_curl_smoke(server: Server) -> None:
     curl = shutil.which("curl")
     assert curl, "curl is installed on the machine"
-    out = subprocess.run([curl, "-sf", "-H", "Accept: application/vnd.apache.arrow.stream",
-                          f"{server.url}/api/sql?q=SELECT%20count(*)%20AS%20n%20FROM%20region"],
-                         check=True, capture_output=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [
+            curl,
+            "-sf",
+            "-H",
+            "Accept: application/vnd.apache.arrow.stream",
+            f"{server.url}/api/sql?q=SELECT%20count(*)%20AS%20n%20FROM%20region",
+        ],
+        check=True,
+        capture_output=True,
+    ).stdout
     assert pa.ipc.open_stream(out).read_all().column("n").to_pylist() == [5]

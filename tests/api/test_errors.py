@@ -16,8 +16,11 @@ HEAVY = "SELECT sum(hash(a.range * b.range)) FROM range(300000) a, range(300000)
 
 
 def data_state(data_dir: Path) -> list[tuple[str, int]]:
-    return sorted((str(p.relative_to(data_dir)), p.stat().st_size) for p in data_dir.rglob("*")
-                  if p.is_file() and ".colonnade" not in p.parts)  # fmt: skip
+    return sorted(
+        (str(p.relative_to(data_dir)), p.stat().st_size)
+        for p in data_dir.rglob("*")
+        if p.is_file() and ".colonnade" not in p.parts
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -67,8 +70,16 @@ def test_syntax_error_has_position(http: httpx.Client) -> None:
     assert body["position"]["line"] == 1
 
 
-@pytest.mark.parametrize("sql", ["DROP TABLE orders", "COPY orders TO '/tmp/x.csv'", "SELECT * FROM read_csv('/etc/passwd')",
-                                 "SELECT 1; SELECT 2", "INSTALL httpfs"])  # fmt: skip
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DROP TABLE orders",
+        "COPY orders TO '/tmp/x.csv'",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT 1; SELECT 2",
+        "INSTALL httpfs",
+    ],
+)
 def test_forbidden_statements_are_403(http: httpx.Client, sql: str) -> None:
     problem(http.post("/api/sql", content=sql), 403, "statement_not_allowed")
 
@@ -140,17 +151,25 @@ def test_client_gone_mid_query_cancels_it(server: Server, http: httpx.Client) ->
 
 
 def thread_count(pid: int) -> int:
-    return int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                    if line.startswith("Threads:")))  # fmt: skip
+    return int(
+        next(
+            line.split()[1]
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if line.startswith("Threads:")
+        )
+    )
 
 
 def test_client_gone_mid_stream_leaks_nothing(server: Server, http: httpx.Client) -> None:
     http.get("/api/sql", params={"q": "SELECT 1"})  # warm the pools
     baseline = thread_count(server.process.pid)
     for _ in range(3):
-        with server.client() as client, client.stream(
-            "GET", "/api/sql", params={"q": "SELECT * FROM lineitem, region", "format": "csv"}
-        ) as response:
+        with (
+            server.client() as client,
+            client.stream(
+                "GET", "/api/sql", params={"q": "SELECT * FROM lineitem, region", "format": "csv"}
+            ) as response,
+        ):
             assert response.status_code == 200
             next(response.iter_raw())  # read one chunk, then hang up
     time.sleep(1.0)

@@ -14,9 +14,11 @@ import pytest
 
 import engine
 
-QUERY = ("SELECT o_orderkey, o_totalprice, o_orderdate, o_orderstatus, "
-         "CASE WHEN o_orderkey % 3 = 0 THEN NULL ELSE o_comment END AS maybe "
-         "FROM orders WHERE o_orderkey < 200 ORDER BY o_orderkey")  # fmt: skip
+QUERY = (
+    "SELECT o_orderkey, o_totalprice, o_orderdate, o_orderstatus, "
+    "CASE WHEN o_orderkey % 3 = 0 THEN NULL ELSE o_comment END AS maybe "
+    "FROM orders WHERE o_orderkey < 200 ORDER BY o_orderkey"
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +83,11 @@ def test_json_is_capped_at_max_result_rows(http: httpx.Client) -> None:
 
 def test_rows_endpoint_in_every_format(http: httpx.Client, tpch_dir) -> None:
     params = {"select": "n_nationkey,n_name", "n_regionkey": "eq.1", "order": "n_nationkey.desc"}
-    want = engine.Database(tpch_dir).sql(
-        "SELECT n_nationkey, n_name FROM nation WHERE n_regionkey = 1 ORDER BY n_nationkey DESC").arrow()
+    want = (
+        engine.Database(tpch_dir)
+        .sql("SELECT n_nationkey, n_name FROM nation WHERE n_regionkey = 1 ORDER BY n_nationkey DESC")
+        .arrow()
+    )
     arrow = http.get("/api/tables/nation/rows", params=params | {"format": "arrow"}).content
     assert pa.ipc.open_stream(arrow).read_all().equals(want)
     rows = http.get("/api/tables/nation/rows", params=params).json()["rows"]
@@ -93,8 +98,11 @@ def test_rows_endpoint_in_every_format(http: httpx.Client, tpch_dir) -> None:
 
 @pytest.mark.parametrize("engine_name", ["duckdb", "polars"])
 def test_post_json_body_with_params_on_both_engines(http: httpx.Client, engine_name: str) -> None:
-    body = {"sql": "SELECT n_name FROM nation WHERE n_nationkey < ? ORDER BY n_nationkey", "params": [3],
-            "engine": engine_name}  # fmt: skip
+    body = {
+        "sql": "SELECT n_name FROM nation WHERE n_nationkey < ? ORDER BY n_nationkey",
+        "params": [3],
+        "engine": engine_name,
+    }
     response = http.post("/api/sql", json=body, headers={"Accept": "application/vnd.apache.arrow.stream"})
     assert response.status_code == 200, response.text
     assert pa.ipc.open_stream(response.content).read_all().column(0).to_pylist() == ["ALGERIA", "ARGENTINA", "BRAZIL"]
@@ -106,8 +114,10 @@ def test_raw_sql_body(http: httpx.Client) -> None:
         assert response.json()["rows"] == [{"answer": 42}]
 
 
-EXOTIC = ("SELECT [1, 2] AS l, {'a': 1} AS s, 'ab'::BLOB AS b, INTERVAL 3 DAY AS i, TIME '10:00' AS t, "
-          "NULL AS n, 'NaN'::DOUBLE AS nan, MAP {'k': 1} AS m, 12345678901234567890::HUGEINT AS h")  # fmt: skip
+EXOTIC = (
+    "SELECT [1, 2] AS l, {'a': 1} AS s, 'ab'::BLOB AS b, INTERVAL 3 DAY AS i, TIME '10:00' AS t, "
+    "NULL AS n, 'NaN'::DOUBLE AS nan, MAP {'k': 1} AS m, 12345678901234567890::HUGEINT AS h"
+)
 
 
 @pytest.mark.parametrize("fmt", ["json", "ndjson", "csv", "arrow", "parquet"])
@@ -117,8 +127,17 @@ def test_every_type_in_every_format(http: httpx.Client, fmt: str) -> None:
     assert response.status_code == 200, response.text
     if fmt == "json":
         row = json.loads(response.content, parse_float=Decimal)["rows"][0]
-        assert row == {"l": [1, 2], "s": {"a": 1}, "b": "YWI=", "i": "3 days", "t": "10:00:00", "n": None,
-                       "nan": None, "m": {"k": 1}, "h": 12345678901234567890}  # fmt: skip
+        assert row == {
+            "l": [1, 2],
+            "s": {"a": 1},
+            "b": "YWI=",
+            "i": "3 days",
+            "t": "10:00:00",
+            "n": None,
+            "nan": None,
+            "m": {"k": 1},
+            "h": 12345678901234567890,
+        }
     elif fmt == "csv":
         assert pl.read_csv(io.BytesIO(response.content))["b"].to_list() == ["YWI="]
     elif fmt == "parquet":

@@ -40,9 +40,13 @@ def test_reader_streams_batches(remote) -> None:
 
 @pytest.mark.parametrize(
     ("sql", "error"),
-    [("SELECT * FROM nope", TableNotFound), ("SELECT nope FROM orders", ColumnNotFound),
-     ("SELEC 1", SqlSyntaxError), ("DELETE FROM orders", StatementNotAllowed)],
-)  # fmt: skip
+    [
+        ("SELECT * FROM nope", TableNotFound),
+        ("SELECT nope FROM orders", ColumnNotFound),
+        ("SELEC 1", SqlSyntaxError),
+        ("DELETE FROM orders", StatementNotAllowed),
+    ],
+)
 def test_same_errors(remote, sql: str, error: type) -> None:
     with pytest.raises(error) as caught:
         remote.sql(sql)

@@ -51,8 +51,11 @@ def test_token_field_unlocks_the_console(browser, secured, tmp_path: Path) -> No
             page.click("#dl-csv")
         saved = tmp_path / "result.csv"
         info.value.save_as(saved)
-        expected = httpx.get(f"{server.url}/api/sql", params={"q": "SELECT owner FROM events ORDER BY id", "format": "csv"},
-                             headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        expected = httpx.get(
+            f"{server.url}/api/sql",
+            params={"q": "SELECT owner FROM events ORDER BY id", "format": "csv"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
         assert expected.status_code == 200
         assert saved.read_bytes() == expected.content
 

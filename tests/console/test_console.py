@@ -72,8 +72,10 @@ def test_table_browser_lists_every_table(open_console, api: httpx.Client) -> Non
     assert orders.locator(".rows").get_attribute("title") == f"{tables['orders']['row_count']:,} rows"
     orders.locator(".twisty").click()
     columns = page.locator('[data-table="orders"] .column-list li')
-    got = [(columns.nth(i).locator(".col-name").inner_text(), columns.nth(i).locator(".col-type").inner_text())
-           for i in range(columns.count())]  # fmt: skip
+    got = [
+        (columns.nth(i).locator(".col-name").inner_text(), columns.nth(i).locator(".col-type").inner_text())
+        for i in range(columns.count())
+    ]
     assert got == [(c["name"], c["type"] + ("" if c["nullable"] else " not null")) for c in tables["orders"]["columns"]]
     # The filter finds tables by column name too.
     page.fill("#table-filter", "n_regionkey")

@@ -44,8 +44,12 @@ class Sandbox:
         self.reads_visible = self._arm_and_probe()
 
     def paths(self) -> dict[str, str]:
-        return {"CANARY": str(self.canary), "CANARY_DIR": str(self.canary_dir), "OUT": str(self.out),
-                "DATA": str(self.data_dir)}  # fmt: skip
+        return {
+            "CANARY": str(self.canary),
+            "CANARY_DIR": str(self.canary_dir),
+            "OUT": str(self.out),
+            "DATA": str(self.data_dir),
+        }
 
     def _arm(self) -> None:
         st = os.stat(self.canary)

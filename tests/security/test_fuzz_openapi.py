@@ -29,8 +29,13 @@ from tests.api.conftest import Server
 
 EXAMPLES = int(os.environ.get("COLONNADE_FUZZ_EXAMPLES", "20"))
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance, response_headers_conformance]
-MEDIA = ["application/json", "application/x-ndjson", "text/csv", "application/vnd.apache.arrow.stream",
-         "application/vnd.apache.parquet"]  # fmt: skip
+MEDIA = [
+    "application/json",
+    "application/x-ndjson",
+    "text/csv",
+    "application/vnd.apache.arrow.stream",
+    "application/vnd.apache.parquet",
+]
 
 PROBLEM = {
     "type": "object",
@@ -62,8 +67,12 @@ def complete(document: dict[str, Any], tables: list[str]) -> dict[str, Any]:
     engine = {"enum": ["duckdb", "polars", "DuckDB", "nope", ""]}
     fmt = {"enum": ["json", "ndjson", "csv", "arrow", "parquet", "xml", ""]}
     table = {"enum": [*tables, "no_such_table", "NATION", "nation..", "_delta_log", "a b"]}
-    sql = {"anyOf": [{"enum": [f"SELECT * FROM {t} LIMIT 3" for t in tables] + ["SELECT 1", "VALUES (1)"]},
-                     {"type": "string"}]}  # fmt: skip
+    sql = {
+        "anyOf": [
+            {"enum": [f"SELECT * FROM {t} LIMIT 3" for t in tables] + ["SELECT 1", "VALUES (1)"]},
+            {"type": "string"},
+        ]
+    }
     for path, operations in doc["paths"].items():
         for method, op in operations.items():
             params = op.setdefault("parameters", [])
@@ -71,27 +80,55 @@ def complete(document: dict[str, Any], tables: list[str]) -> dict[str, Any]:
                 if p["in"] == "path" and p["name"] == "name":
                     p["schema"] = table
             if path == "/api/sql" and method == "get":
-                params += [_query("q", sql, "SELECT n_name FROM nation WHERE n_regionkey = 1"), _query("engine", engine), _query("format", fmt),
-                           _query("params", {"type": "string"}), _query("timeout_s", {"type": "string"})]  # fmt: skip
+                params += [
+                    _query("q", sql, "SELECT n_name FROM nation WHERE n_regionkey = 1"),
+                    _query("engine", engine),
+                    _query("format", fmt),
+                    _query("params", {"type": "string"}),
+                    _query("timeout_s", {"type": "string"}),
+                ]
             if path == "/api/sql" and method == "post":
-                body = {"type": "object", "required": ["sql"], "additionalProperties": False, "properties": {
-                    "sql": sql, "params": {"type": "array", "items": SCALAR, "maxItems": 4}, "engine": engine,
-                    "timeout_s": {"type": "number"}}}  # fmt: skip
-                example = {"sql": "SELECT count(*) FROM orders WHERE o_totalprice > ?", "params": [1000], "engine": "polars"}
-                op["requestBody"] = {"required": True, "content": {
-                    "application/json": {"schema": body, "example": example},
-                    "text/plain": {"schema": sql, "example": "SELECT 1"}}}  # fmt: skip
+                body = {
+                    "type": "object",
+                    "required": ["sql"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "sql": sql,
+                        "params": {"type": "array", "items": SCALAR, "maxItems": 4},
+                        "engine": engine,
+                        "timeout_s": {"type": "number"},
+                    },
+                }
+                example = {
+                    "sql": "SELECT count(*) FROM orders WHERE o_totalprice > ?",
+                    "params": [1000],
+                    "engine": "polars",
+                }
+                op["requestBody"] = {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": body, "example": example},
+                        "text/plain": {"schema": sql, "example": "SELECT 1"},
+                    },
+                }
                 params += [_query("format", fmt), _query("engine", engine)]
             if path == "/api/tables/{name}/rows":
-                params += [_query("select", {"type": "string"}), _query("order", {"type": "string"}),
-                           _query("limit", {"type": "string"}), _query("offset", {"type": "string"}),
-                           _query("format", fmt), _query("or", {"type": "string"})]  # fmt: skip
+                params += [
+                    _query("select", {"type": "string"}),
+                    _query("order", {"type": "string"}),
+                    _query("limit", {"type": "string"}),
+                    _query("offset", {"type": "string"}),
+                    _query("format", fmt),
+                    _query("or", {"type": "string"}),
+                ]
             responses = op.setdefault("responses", {})
             if path in ("/api/sql", "/api/tables/{name}/rows"):
                 responses["200"] = {"description": "the result", "content": {m: {} for m in MEDIA}}
             for status in ERROR_STATUSES:
-                responses[status] = {"description": "a problem",
-                                     "content": {"application/problem+json": {"schema": PROBLEM}}}  # fmt: skip
+                responses[status] = {
+                    "description": "a problem",
+                    "content": {"application/problem+json": {"schema": PROBLEM}},
+                }
             responses.setdefault("304", {"description": "not modified"})
     return doc
 
@@ -107,9 +144,16 @@ def api_schema(hostile_server: Server) -> schemathesis.BaseSchema:
 # Every operation of the served document (checked below, so a new route is not missed).
 # schemathesis' own pytest integration does not run on pytest 9, so each operation's
 # hypothesis strategy is driven here.
-OPERATIONS = [("GET", "/health"), ("GET", "/ready"), ("GET", "/api/tables"), ("GET", "/api/tables/{name}"),
-              ("GET", "/api/tables/{name}/history"), ("GET", "/api/tables/{name}/rows"), ("GET", "/api/sql"),
-              ("POST", "/api/sql")]  # fmt: skip
+OPERATIONS = [
+    ("GET", "/health"),
+    ("GET", "/ready"),
+    ("GET", "/api/tables"),
+    ("GET", "/api/tables/{name}"),
+    ("GET", "/api/tables/{name}/history"),
+    ("GET", "/api/tables/{name}/rows"),
+    ("GET", "/api/sql"),
+    ("POST", "/api/sql"),
+]
 
 
 def test_every_operation_is_fuzzed(api_schema: schemathesis.BaseSchema) -> None:

@@ -20,14 +20,24 @@ from hypothesis import strategies as st
 import engine
 
 EXAMPLES = int(os.environ.get("COLONNADE_FUZZ_EXAMPLES", "60"))
-FUZZ = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
-                suppress_health_check=list(HealthCheck))  # fmt: skip
+FUZZ = settings(
+    max_examples=EXAMPLES, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
 
 # table -> (key column, {column: kind}); kinds: int, dec, str
 TABLES = {
     "nation": ("n_nationkey", {"n_nationkey": "int", "n_name": "str", "n_regionkey": "int", "n_comment": "str"}),
-    "supplier": ("s_suppkey", {"s_suppkey": "int", "s_name": "str", "s_nationkey": "int", "s_phone": "str",
-                               "s_acctbal": "dec", "s_comment": "str"}),
+    "supplier": (
+        "s_suppkey",
+        {
+            "s_suppkey": "int",
+            "s_name": "str",
+            "s_nationkey": "int",
+            "s_phone": "str",
+            "s_acctbal": "dec",
+            "s_comment": "str",
+        },
+    ),
 }
 COMPARE = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 SQL_TYPE = {"int": "BIGINT", "dec": "DECIMAL(15,2)"}
@@ -111,8 +121,23 @@ class RowsRequest:
 # Text values: what the data holds, fragments of it, and characters that stress the
 # PostgREST grammar and quoting (dots, commas, parentheses, quotes, stars, unicode).
 TEXT = st.one_of(
-    st.sampled_from(["ALGERIA", "PERU", "Supplier#000000001", "27-918-335-1736", "", "a.b", "x,y", "(z)", "it's",
-                     "%", "_", "é", "日本"]),
+    st.sampled_from(
+        [
+            "ALGERIA",
+            "PERU",
+            "Supplier#000000001",
+            "27-918-335-1736",
+            "",
+            "a.b",
+            "x,y",
+            "(z)",
+            "it's",
+            "%",
+            "_",
+            "é",
+            "日本",
+        ]
+    ),
     st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters='"\\'), max_size=8).map(str.strip),
 )
 NUMBER = {
@@ -132,7 +157,9 @@ def filters(draw: st.DrawFn, table: str) -> Filter:
     if op in ("like", "ilike"):
         values = [draw(st.sampled_from(["*A*", "PER*", "*#0000000*", "*", "A", "*ia", "%", "*'*"]))]
     elif op == "in":
-        values = draw(st.lists(NUMBER[kind].filter(lambda v: "," not in v and '"' not in v and v), min_size=1, max_size=4))
+        values = draw(
+            st.lists(NUMBER[kind].filter(lambda v: "," not in v and '"' not in v and v), min_size=1, max_size=4)
+        )
     else:
         values = [draw(NUMBER[kind])]
     return Filter(column, op, values, negate=draw(st.booleans()))
@@ -173,17 +200,47 @@ def test_rows_match_duckdb(hostile_http: httpx.Client, db: engine.Database, requ
 
 
 # Garbage: any key, any operator, any value. Never a 5xx; a refusal is problem+json.
-GARBAGE_KEY = st.sampled_from(["select", "order", "limit", "offset", "or", "and", "n_name", "n_nationkey",
-                               "nope", "format", "engine"]) | st.text(max_size=6)  # fmt: skip
+GARBAGE_KEY = st.sampled_from(
+    ["select", "order", "limit", "offset", "or", "and", "n_name", "n_nationkey", "nope", "format", "engine"]
+) | st.text(max_size=6)
 GARBAGE_VALUE = st.one_of(
     st.text(max_size=24),
-    st.builds("".join, st.lists(st.sampled_from(["eq.", "not.", "in.(", ")", "(", ",", '"', "*", "is.", "null",
-                                                 "n_name", ".", "asc", "desc", "or(", "and(", "1", "x", "\\"]),
-                                max_size=10)),
+    st.builds(
+        "".join,
+        st.lists(
+            st.sampled_from(
+                [
+                    "eq.",
+                    "not.",
+                    "in.(",
+                    ")",
+                    "(",
+                    ",",
+                    '"',
+                    "*",
+                    "is.",
+                    "null",
+                    "n_name",
+                    ".",
+                    "asc",
+                    "desc",
+                    "or(",
+                    "and(",
+                    "1",
+                    "x",
+                    "\\",
+                ]
+            ),
+            max_size=10,
+        ),
+    ),
 )
 
 
-@given(table=st.sampled_from(["nation", "supplier", "region"]), query=st.lists(st.tuples(GARBAGE_KEY, GARBAGE_VALUE), max_size=4))
+@given(
+    table=st.sampled_from(["nation", "supplier", "region"]),
+    query=st.lists(st.tuples(GARBAGE_KEY, GARBAGE_VALUE), max_size=4),
+)
 @FUZZ
 def test_rows_garbage_is_a_clean_4xx(hostile_http: httpx.Client, table: str, query: list[tuple[str, str]]) -> None:
     response = hostile_http.get(f"/api/tables/{table}/rows", params=query)

@@ -19,18 +19,25 @@ import engine
 from engine.errors import ColonnadeError
 
 EXAMPLES = int(os.environ.get("COLONNADE_FUZZ_EXAMPLES", "60"))
-FUZZ = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
-                suppress_health_check=list(HealthCheck))  # fmt: skip
+FUZZ = settings(
+    max_examples=EXAMPLES, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
 
 INT_COLS = ["s_suppkey", "s_nationkey"]
 DEC_COLS = ["s_acctbal"]
 STR_COLS = ["s_name", "s_phone", "s_comment", "s_address"]
 
 ints = st.one_of(st.sampled_from(INT_COLS), st.integers(-50, 1000).map(str))
-decs = st.one_of(st.sampled_from(DEC_COLS),
-                 st.decimals(Decimal("-999"), Decimal("9999"), places=2, allow_nan=False, allow_infinity=False).map(str))
-strings = st.one_of(st.sampled_from(STR_COLS),
-                    st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=6).map(lambda s: "'" + s.replace("'", "''") + "'"))  # fmt: skip
+decs = st.one_of(
+    st.sampled_from(DEC_COLS),
+    st.decimals(Decimal("-999"), Decimal("9999"), places=2, allow_nan=False, allow_infinity=False).map(str),
+)
+strings = st.one_of(
+    st.sampled_from(STR_COLS),
+    st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=6).map(
+        lambda s: "'" + s.replace("'", "''") + "'"
+    ),
+)
 
 
 def numeric(depth: int = 3) -> st.SearchStrategy[str]:
@@ -73,7 +80,9 @@ def predicate(depth: int = 2) -> st.SearchStrategy[str]:
         st.builds(lambda s, b: f"{s} = {b}", txt, strings),
         st.builds(lambda s, p: f"{s} LIKE '{p}'", txt, st.sampled_from(["%a%", "Supplier#%", "%1", "_%", "%"])),
         st.builds(lambda a, lo, hi: f"{a} BETWEEN {lo} AND {hi}", num, ints, ints),
-        st.builds(lambda a, xs: f"{a} IN ({', '.join(xs)})", st.sampled_from(INT_COLS), st.lists(ints, min_size=1, max_size=4)),
+        st.builds(
+            lambda a, xs: f"{a} IN ({', '.join(xs)})", st.sampled_from(INT_COLS), st.lists(ints, min_size=1, max_size=4)
+        ),
         st.builds(lambda a: f"{a} IS NULL", st.sampled_from(INT_COLS + STR_COLS)),
         st.sampled_from(["true", "false"]),
     )

@@ -21,8 +21,9 @@ def data_baseline(hostile_http: httpx.Client, tpch_dir: Path) -> dict[str, tuple
 
 def post(http: httpx.Client, sql: str, engine: str) -> httpx.Response:
     if engine == "duckdb":  # a raw SQL body
-        return http.post("/api/sql", params={"engine": engine}, content=sql.encode(),
-                         headers={"Content-Type": "application/sql"})  # fmt: skip
+        return http.post(
+            "/api/sql", params={"engine": engine}, content=sql.encode(), headers={"Content-Type": "application/sql"}
+        )
     return http.post("/api/sql", json={"sql": sql, "engine": engine})  # a JSON body
 
 

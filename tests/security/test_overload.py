@@ -69,8 +69,10 @@ async def fire(url: str, clients: int) -> list[tuple[int, float, httpx.Headers, 
         async def one(i: int) -> tuple[int, float, httpx.Headers, bytes]:
             await start.wait()
             # a distinct literal per client: the result cache cannot answer for the engine
-            sql = (f"SELECT {i} AS client, count(*) AS n, sum(l_extendedprice) AS s FROM lineitem l"
-                   " JOIN orders o ON l.l_orderkey = o.o_orderkey, range(8) r")  # fmt: skip
+            sql = (
+                f"SELECT {i} AS client, count(*) AS n, sum(l_extendedprice) AS s FROM lineitem l"
+                " JOIN orders o ON l.l_orderkey = o.o_orderkey, range(8) r"
+            )
             engine = "polars" if i % 4 == 0 else "duckdb"
             t0 = time.perf_counter()
             r = await http.post("/api/sql", json={"sql": sql, "engine": engine})
@@ -114,6 +116,8 @@ def test_overload(tpch_dir: Path, tmp_path: Path) -> None:
             assert b'"row_count":1' in body  # finished, with its one row
     p99 = admitted[min(len(admitted) - 1, int(len(admitted) * 0.99))]
     peak_mb = sampler.peak_kb / 1024
-    print(f"\noverload: {CLIENTS} clients, {len(admitted)} admitted, {len(refused)} refused with 429, "
-          f"p99 of admitted {p99 * 1000:.0f} ms, peak RSS {peak_mb:.0f} MB (idle {sampler.baseline_kb / 1024:.0f} MB)")  # fmt: skip
+    print(
+        f"\noverload: {CLIENTS} clients, {len(admitted)} admitted, {len(refused)} refused with 429, "
+        f"p99 of admitted {p99 * 1000:.0f} ms, peak RSS {peak_mb:.0f} MB (idle {sampler.baseline_kb / 1024:.0f} MB)"
+    )
     assert peak_mb < RSS_BOUND_MB
