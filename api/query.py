@@ -13,11 +13,8 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import threading
 import time
 import weakref
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,14 +24,13 @@ import pyarrow as pa
 from litestar import Request, Response
 from litestar.response import Stream
 
-from api.cache import ResultCache, cache_key, etag_for
+from api.cache import ResultCache, etag_for
 from engine.backends.base import QueryControl
-from engine.catalog import TableSnapshot
-from engine.database import Database, check_engine
+from engine.database import Database
 from engine.errors import ColonnadeError, Overloaded, QueryCancelled
 from engine.formats import MEDIA_TYPES, encode
+from engine.prepared import PreparedQuery
 from engine.result import Result
-from engine.sql import ValidatedQuery
 from engine.tokens import Token
 
 ELAPSED_HEADER = "X-Colonnade-Elapsed-Ms"
@@ -88,7 +84,6 @@ class QueryService:
         self.max_queued = max(0, limits.max_queued_queries)
         self.pool = ThreadPoolExecutor(self.max_concurrent + 2, thread_name_prefix="colonnade-query")
         self.cache = ResultCache(db.settings.cache.max_bytes, db.settings.cache.ttl_s)
-        self._validated = _ValidationMemo()
         self._slots = asyncio.Semaphore(self.max_concurrent)
         self._waiting = 0
         self.loop: asyncio.AbstractEventLoop | None = None  # set at startup
@@ -118,24 +113,27 @@ class QueryService:
 
     async def _respond(self, request: Request, q: QueryRequest, entry: QueryLogEntry) -> Response:
         started = time.perf_counter()
-        query, key = await self.run_blocking(self._prepare, q)
-        entry.fields["tables"] = list(query.tables)
-        etag = etag_for(key)
-        if q.cacheable and etag in _if_none_match(request):
+        prepared = await self.run_blocking(self._prepare, q)
+        entry.fields["tables"] = list(prepared.tables)
+        limits = self.db.settings.limits
+        key = prepared.key(q.fmt, limits.max_result_rows, limits.max_result_bytes)
+        cacheable = prepared.cacheable  # volatile queries: no cache, no ETag
+        etag = etag_for(key) if cacheable and q.cacheable else None
+        if etag is not None and etag in _if_none_match(request):
             entry.finish("ok", cache="not_modified", rows=None, bytes=0)
             return Response(b"", status_code=304, headers={"ETag": etag})
-        if (hit := self.cache.get(key)) is not None:
+        if cacheable and (hit := self.cache.get(key)) is not None:
             headers = {ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}", "X-Colonnade-Cache": "hit"}
-            if q.cacheable:
+            if etag is not None:
                 headers["ETag"] = etag
             entry.finish("ok", cache="hit", rows=None, bytes=len(hit.body))
             return Response(hit.body, media_type=hit.media_type, headers=headers)
         await self._acquire_slot()
-        stream = await self._start(request, query, q)
+        stream = await self._start(request, prepared, q)
         headers = {ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}", "X-Colonnade-Cache": "miss"}
-        if q.cacheable:
+        if etag is not None:
             headers["ETag"] = etag
-        relay = self._relay(stream, key, entry)
+        relay = self._relay(stream, key if cacheable else None, entry)
         # An async generator that is never started never runs its finally block (the client may
         # vanish before the response body starts): free the engine and the slot when it is dropped.
         weakref.finalize(relay, self._abandon, stream, entry)
@@ -150,24 +148,8 @@ class QueryService:
         with contextlib.suppress(RuntimeError):  # the pool is gone when the server is stopping
             self.pool.submit(stream.cleanup)
 
-    def _prepare(self, q: QueryRequest) -> tuple[ValidatedQuery, str]:
-        check_engine(q.engine, allow_auto=True)
-        query, normalized = self._validated.get(q.sql, self.db)
-        if q.token is not None:  # every table it touches: joins, CTEs, subqueries alike
-            q.token.check_tables(query.tables)
-        params = query.check_params(q.params)
-        versions = {name: snap.fingerprint for name, snap in _snapshots(self.db, query.tables).items()}
-        limits = self.db.settings.limits
-        key = cache_key(
-            normalized,
-            q.engine,
-            params,
-            q.fmt,
-            sorted(versions.items()),
-            limits.max_result_rows,
-            limits.max_result_bytes,
-        )
-        return query, key
+    def _prepare(self, q: QueryRequest) -> PreparedQuery:
+        return self.db.prepare(q.sql, q.params, engine=q.engine, token=q.token)
 
     async def _acquire_slot(self) -> None:
         if self._slots.locked() and self._waiting >= self.max_queued:
@@ -181,12 +163,12 @@ class QueryService:
         finally:
             self._waiting -= 1
 
-    async def _start(self, request: Request, query: ValidatedQuery, q: QueryRequest) -> _RunningStream:
+    async def _start(self, request: Request, prepared: PreparedQuery, q: QueryRequest) -> _RunningStream:
         """Start the engine and produce the first chunk in the pool, watching for hang-ups.
         From here on the slot is released by ``_RunningStream.cleanup``, whatever happens."""
         limits = self.db.settings.limits
         timeout = limits.query_timeout_s if q.timeout_s is None else min(q.timeout_s, limits.query_timeout_s)
-        running = _RunningStream(self, query, q, timeout)
+        running = _RunningStream(self, prepared, q, timeout)
         started = self.pool.submit(running.start)
         first = asyncio.wrap_future(started)
         gone = asyncio.ensure_future(_wait_for_disconnect(request))
@@ -204,9 +186,9 @@ class QueryService:
         finally:
             gone.cancel()
 
-    async def _relay(self, running: _RunningStream, key: str, entry: QueryLogEntry) -> AsyncIterator[bytes]:
+    async def _relay(self, running: _RunningStream, key: str | None, entry: QueryLogEntry) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
-        kept: list[bytes] | None = []
+        kept: list[bytes] | None = [] if key is not None else None
         sent = 0
         outcome = "cancelled"  # unless the stream ends or fails below
         try:
@@ -221,7 +203,7 @@ class QueryService:
                 running.pending = self.pool.submit(running.next_chunk)
                 chunk = await asyncio.wrap_future(running.pending, loop=loop)
             outcome = "ok"
-            if kept is not None:
+            if kept is not None and key is not None:
                 self.cache.put(key, b"".join(kept), MEDIA_TYPES[running.q.fmt], running.result.elapsed_ms)
         except ColonnadeError as exc:  # mid-stream: the status is sent already; the body is cut
             outcome = exc.code
@@ -237,9 +219,9 @@ class QueryService:
 class _RunningStream:
     """One query's engine result and encoder, driven from pool threads."""
 
-    def __init__(self, service: QueryService, query: ValidatedQuery, q: QueryRequest, timeout_s: float) -> None:
+    def __init__(self, service: QueryService, prepared: PreparedQuery, q: QueryRequest, timeout_s: float) -> None:
         self.service = service
-        self.query = query
+        self.prepared = prepared
         self.q = q
         self.result: Result | None = None
         self.chunks: Iterator[bytes] | None = None
@@ -251,7 +233,7 @@ class _RunningStream:
 
     def start(self) -> None:
         limits = self.service.db.settings.limits
-        self.result = self.service.db.execute(self.query, self.q.params, engine=self.q.engine, control=self.control)
+        self.result = self.service.db.execute(self.prepared, control=self.control)
         batches = _prefetched(self.result.reader())
         self.chunks = encode(
             self.q.fmt,
@@ -285,54 +267,6 @@ class _RunningStream:
             self.result.close()
         assert self.service.loop is not None
         self.service.loop.call_soon_threadsafe(self.service._slots.release)
-
-
-def _snapshots(db: Database, tables: Sequence[str]) -> dict[str, TableSnapshot]:
-    """``Catalog.snapshot`` for names that are already the catalog's spellings (a validated
-    query's tables): skips ``resolve``, which lists and stats the data directory once per
-    table — a quarter of a worker's CPU on the cached path. A table dropped since validation
-    still raises TableNotFound (its Delta log is gone)."""
-    catalog = db.catalog
-    return {n: catalog.get(n) if catalog.is_external(n) else catalog._managed_snapshot(n) for n in tables}
-
-
-def _catalog_stamp(db: Database) -> int:
-    """Changes when a table directory is created or removed (the data dir's mtime)."""
-    try:
-        return os.stat(db.catalog.data_dir).st_mtime_ns
-    except OSError:
-        return -1
-
-
-class _ValidationMemo:
-    """Validated queries by SQL text, so a repeated query is not parsed and printed again
-    (sqlglot costs 1-6 ms a query). Validation depends only on the text and on the catalog's
-    table names (``Catalog.resolve``); an entry is reused only while the data directory's
-    listing is unchanged (its mtime), so creating or dropping a table re-validates, and a table
-    that vanished anyway fails its snapshot right after. Only successful validations are kept;
-    table versions are read per request as before."""
-
-    def __init__(self, max_entries: int = 256) -> None:
-        self.max_entries = max_entries
-        self._entries: OrderedDict[str, tuple[int, ValidatedQuery, str]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, sql: str, db: Database) -> tuple[ValidatedQuery, str]:
-        """The validated query and its normalised text (the cache key's query part)."""
-        stamp = _catalog_stamp(db)
-        with self._lock:
-            hit = self._entries.get(sql)
-            if hit is not None and hit[0] == stamp:
-                self._entries.move_to_end(sql)
-                return hit[1], hit[2]
-        query = db.validate(sql)
-        normalized = query.normalized
-        with self._lock:
-            self._entries[sql] = (stamp, query, normalized)
-            self._entries.move_to_end(sql)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-        return query, normalized
 
 
 def _prefetched(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:

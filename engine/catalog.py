@@ -71,10 +71,18 @@ class TableSnapshot:
     bytes: int = 0
     row_count: int | None = None  # when known without a scan
     options: dict[str, Any] = field(default_factory=dict)
+    root: str = ""  # the directory holding every file of the table: all an engine may read for it
 
     @property
     def hive(self) -> bool:
         return bool(self.partitions)
+
+    @property
+    def relation(self) -> str:
+        """The name engines register this version under. Generated, never written by a client:
+        every relation in the SQL an engine runs is one of these or a generated CTE name."""
+        digest = hashlib.sha1(self.name.encode()).hexdigest()[:6]  # names differing in case only
+        return f"rel_{self.name.lower()}_{digest}_{self.fingerprint.lower()}"
 
 
 class Catalog:
@@ -113,6 +121,13 @@ class Catalog:
         external = [t.name for t in self._external.values()]
         return sorted({*self.managed_names(), *external}, key=str.lower)
 
+    def table_dirs(self) -> list[str]:
+        """The directories holding table files: each managed table's and each external table's
+        base. Engines may read these and nothing else (not the data dir's ``.colonnade``)."""
+        dirs = {str(self.data_dir / name) for name in self.managed_names()}
+        dirs.update(str(_base_dir(table.uri)) for table in self._external.values())
+        return sorted(dirs)
+
     def resolve(self, name: str) -> str:
         """The catalog's spelling of ``name`` (SQL identifiers are case-insensitive)."""
         lowered = name.lower()
@@ -127,13 +142,6 @@ class Catalog:
     def table_path(self, name: str) -> Path:
         return self.data_dir / check_table_name(name)
 
-    def allowed_directories(self) -> list[str]:
-        """Directories engines may read: the data dir and each external table's base dir."""
-        dirs = {str(self.data_dir)}
-        for table in self._external.values():
-            dirs.add(str(_base_dir(table.uri)))
-        return sorted(dirs)
-
     # -- snapshots -------------------------------------------------------------------------
 
     def get(self, name: str) -> TableSnapshot:
@@ -144,6 +152,19 @@ class Catalog:
 
     def snapshot(self, names: Iterable[str]) -> dict[str, TableSnapshot]:
         return {n: self.get(n) for n in names}
+
+    def pin(self, canonical: Iterable[str]) -> dict[str, TableSnapshot]:
+        """Snapshots of tables named by their catalog spellings (a validated query's tables).
+
+        Skips ``resolve``, which lists and stats the data directory once per table (a quarter
+        of a worker's CPU on the cached path). A table dropped since validation still raises
+        TableNotFound: its Delta log is gone."""
+        return {
+            n: self._external_snapshot(self._external[n.lower()])
+            if n.lower() in self._external
+            else self._managed_snapshot(n)
+            for n in canonical
+        }
 
     def _managed_snapshot(self, name: str) -> TableSnapshot:
         path = self.data_dir / name
@@ -205,6 +226,7 @@ def load_delta_snapshot(name: str, path: Path, version: int | None = None) -> Ta
         fingerprint=f"v{dt.version()}",
         bytes=int(sum(sizes)),
         row_count=int(sum(counts)) if None not in counts else None,
+        root=str(path),
     )
 
 
@@ -230,6 +252,7 @@ def load_external_snapshot(table: ExternalTable) -> TableSnapshot:
         fingerprint=f"x{digest}",
         bytes=sum(s.st_size for _, s in stats),
         options=dict(table.options),
+        root=str(root),
     )
 
 

@@ -1,7 +1,8 @@
 """``Database``: a data directory opened for queries and ingestion — the notebook's ``db``.
 
 It owns the catalog and one instance of each engine backend, and runs the query path:
-validate (sqlglot) → pin table versions (catalog) → execute (backend) → ``Result``.
+``prepare`` (validate and rewrite, check grants, pin table versions, choose the engine) →
+``execute`` (backend) → ``Result``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from engine.backends.base import Backend, QueryControl
 from engine.catalog import Catalog, TableSnapshot
 from engine.config import Settings, engine_resources, load_settings
 from engine.errors import InvalidRequest
+from engine.prepared import PreparedQuery, ValidationMemo
 from engine.result import Result
 from engine.sql import ValidatedQuery, validate
+from engine.tokens import Token
 
 ENGINES = ("duckdb", "polars", "spark")
 AUTO = "auto"  # DuckDB, or Spark when the tables are past [spark] auto_min_bytes
@@ -42,6 +45,7 @@ class Database:
         os.environ.setdefault("POLARS_MAX_THREADS", str(self.threads))  # read once, at import
         self._backends: dict[str, Backend] = {}
         self._lock = threading.Lock()
+        self._validated = ValidationMemo(self.catalog.data_dir)
 
     # -- catalog ---------------------------------------------------------------------------
 
@@ -70,7 +74,7 @@ class Database:
             from engine.backends.duckdb import DuckDBBackend
 
             return DuckDBBackend(
-                self.catalog.allowed_directories(),
+                self.catalog.table_dirs,
                 threads=max(2, self.threads),  # at 1 thread DuckDB fights the GIL (FACTS §4)
                 memory_limit=f"{self.memory_bytes // 1024**2}MB",
                 temp_dir=self.catalog.data_dir / ".colonnade" / "spill",
@@ -95,12 +99,37 @@ class Database:
         return "spark" if spark.remote and spark.auto_min_bytes > 0 and size >= spark.auto_min_bytes else "duckdb"
 
     def validate(self, sql: str) -> ValidatedQuery:
+        """``sql`` validated against this catalog's table names (memoised per text)."""
         limits = self.settings.limits
-        return validate(sql, self.catalog.resolve, max_bytes=limits.max_sql_bytes, max_depth=limits.max_nesting_depth)
+        return self._validated.get(
+            sql,
+            lambda text: validate(
+                text, self.catalog.resolve, max_bytes=limits.max_sql_bytes, max_depth=limits.max_nesting_depth
+            ),
+        )
+
+    def prepare(
+        self,
+        sql: str,
+        params: Sequence[Any] | None = None,
+        *,
+        engine: str | None = None,
+        token: Token | None = None,
+    ) -> PreparedQuery:
+        """Validate and rewrite ``sql``, check the token's grants on every table it reads,
+        pin those tables from one catalog read, choose the engine, check the parameters."""
+        query = self.validate(sql)
+        if token is not None:  # every table it reads: joins, CTEs, subqueries alike
+            token.check_tables(query.tables)
+        bound = query.check_params(params)
+        tables = self.catalog.pin(query.tables)
+        chosen = self.choose_engine(engine, tables)
+        relations = {name: snap.relation for name, snap in tables.items()}
+        return PreparedQuery(query, bound, tables, chosen, query.render(relations))
 
     def execute(
         self,
-        sql: str | ValidatedQuery,
+        sql: str | PreparedQuery,
         params: Sequence[Any] | None = None,
         *,
         engine: str | None = None,
@@ -111,17 +140,19 @@ class Database:
         """Start a query and return its streaming ``Result``. Pass a ``control`` to be able to
         cancel the query from another thread even before this call returns."""
         started = time.perf_counter()
-        query = sql if isinstance(sql, ValidatedQuery) else self.validate(sql)
-        bound = query.check_params(params)
-        tables = self.catalog.snapshot(query.tables)
-        engine = self.choose_engine(engine, tables)
-        backend = self.backend(engine)
+        prepared = sql if isinstance(sql, PreparedQuery) else self.prepare(sql, params, engine=engine)
+        backend = self.backend(prepared.engine)
         if control is None:
             control = QueryControl(self.settings.limits.query_timeout_s if timeout_s is None else timeout_s)
         kwargs = {"batch_rows": batch_rows} if batch_rows else {}
-        execution = backend.execute(query, bound, tables, control, **kwargs)
+        execution = backend.execute(prepared, control, **kwargs)
         return Result(
-            execution.schema, execution, engine=engine, sql=query.text, cancel=execution.cancel, started=started
+            execution.schema,
+            execution,
+            engine=prepared.engine,
+            sql=prepared.query.text,
+            cancel=execution.cancel,
+            started=started,
         )
 
     def sql(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -281,9 +282,11 @@ def test_snapshot_is_pinned_to_its_version(managed: engine.Database, engine_name
     managed.ingest(SAMPLE.slice(0, 1), table="events")
     new = managed.table("events")
     assert new.version == old.version + 2 and new.row_count == 5
-    query = managed.validate("SELECT count(*) AS n FROM events")
+    prepared = managed.prepare("SELECT count(*) AS n FROM events", engine=engine_name)
+    # As if prepared before the two ingests: pinned to the old version.
+    pinned = dataclasses.replace(prepared, tables={"events": old}, sql=prepared.query.render({"events": old.relation}))
     backend = managed.backend(engine_name)
-    rows = [b.to_pylist() for b in backend.execute(query, [], {"events": old}, QueryControl(10))]
+    rows = [b.to_pylist() for b in backend.execute(pinned, QueryControl(10))]
     assert rows == [[{"n": 4}]]
     assert count(managed, "events", engine_name) == 5
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import contextlib
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from engine.catalog import TableSnapshot
 from engine.errors import ColonnadeError, QueryCancelled, QueryTimeout
-from engine.sql import ValidatedQuery
+
+if TYPE_CHECKING:
+    from engine.prepared import PreparedQuery
 
 DEFAULT_BATCH_ROWS = 64 * 1024
 
@@ -91,9 +93,11 @@ class Execution:
                 yield batch
         except ColonnadeError:
             raise
-        except Exception as exc:
+        except _NOT_ENGINE_ERRORS:
+            raise
+        except BaseException as exc:  # Polars' PanicException is not an Exception
             self.control.check()
-            raise self._translate(exc) from None
+            raise self._translate(exc) from exc
         finally:
             self.close()
 
@@ -107,21 +111,72 @@ class Execution:
         self.control.cancel(reason)
 
 
+# Exceptions that are not the engine's to translate: they pass through as they are.
+_NOT_ENGINE_ERRORS = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+@dataclass
+class Started:
+    """What an engine hands back when a query has started: its schema, its batches, and how to
+    release its handle."""
+
+    schema: pa.Schema
+    batches: Iterator[pa.RecordBatch]
+    close: Callable[[], None] = lambda: None
+
+
+def _redacted(batches: Iterator[pa.RecordBatch], prepared: PreparedQuery) -> Iterator[pa.RecordBatch]:
+    """A plan's text with generated names and file paths turned back into table names (plans
+    are a few rows of text: per-row Python is fine here)."""
+    for batch in batches:
+        columns = [
+            pa.array([None if v is None else prepared.redact_plan(v) for v in column.to_pylist()], column.type)
+            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+            else column
+            for column in batch.columns
+        ]
+        yield pa.RecordBatch.from_arrays(columns, schema=batch.schema)
+
+
 class Backend(ABC):
-    """One engine. Implementations are thread-safe: each query gets its own engine handle."""
+    """One engine. Implementations are thread-safe: each query gets its own engine handle.
+
+    ``execute`` is the one protocol every engine shares (start, translate errors, redact
+    generated names and paths, stream); an engine implements ``start`` and ``translate``.
+    """
 
     name: str
 
-    @abstractmethod
     def execute(
-        self,
-        query: ValidatedQuery,
-        params: Sequence[Any],
-        tables: Mapping[str, TableSnapshot],
-        control: QueryControl,
-        batch_rows: int = DEFAULT_BATCH_ROWS,
+        self, prepared: PreparedQuery, control: QueryControl, batch_rows: int = DEFAULT_BATCH_ROWS
     ) -> Execution:
-        """Start ``query``; errors binding or planning it are raised as ColonnadeError."""
+        """Start ``prepared``; errors binding or planning it are raised as ColonnadeError."""
+
+        def translate(exc: BaseException) -> ColonnadeError:
+            return prepared.redact_error(self.translate(exc))
+
+        try:
+            started = self.start(prepared, control, batch_rows)
+        except ColonnadeError as exc:
+            control.finish()
+            raise prepared.redact_error(exc) from None
+        except _NOT_ENGINE_ERRORS:
+            control.finish()
+            raise
+        except BaseException as exc:
+            control.finish()
+            control.check()
+            raise translate(exc) from exc
+        batches = _redacted(started.batches, prepared) if prepared.query.explain else started.batches
+        return Execution(started.schema, batches, control, translate, started.close)
+
+    @abstractmethod
+    def start(self, prepared: PreparedQuery, control: QueryControl, batch_rows: int) -> Started:
+        """Start the query in the engine and register how to interrupt it (``control.on_cancel``)."""
+
+    @abstractmethod
+    def translate(self, exc: BaseException) -> ColonnadeError:
+        """The Colonnade error a client should see for an engine exception."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

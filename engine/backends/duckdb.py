@@ -1,22 +1,22 @@
 """DuckDB backend: one sandboxed in-process database, one cursor per query.
 
-Each catalog table is a view over its files, re-created when the table's version changes. The
-database is locked down before any query runs: external access off except the data and
-external-table directories, replacement scans and extension autoloading off, configuration
+Each table version is a view over its files, named by the snapshot's generated relation name.
+The database is locked down before any query runs: it may read the tables' directories and
+nothing else, replacement scans and extension autoloading are off, and the configuration is
 locked so no query can loosen it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from engine.backends.base import DEFAULT_BATCH_ROWS, Backend, Execution, QueryControl
+from engine.backends.base import Backend, QueryControl, Started
 from engine.catalog import TableSnapshot
 from engine.errors import (
     ColonnadeError,
@@ -28,7 +28,7 @@ from engine.errors import (
     StatementNotAllowed,
     TableNotFound,
 )
-from engine.sql import ValidatedQuery
+from engine.prepared import PreparedQuery
 
 KEEP_VIEW_VERSIONS = 8
 
@@ -54,96 +54,116 @@ def sql_literal(value: Any) -> str:
     return quote_str(str(value))
 
 
-class DuckDBBackend(Backend):
-    name = "duckdb"
+class _Sandbox:
+    """One locked-down in-process DuckDB database that may read exactly ``dirs``.
 
-    def __init__(
-        self,
-        allowed_dirs: Sequence[str],
-        *,
-        threads: int = 2,
-        memory_limit: str = "2GB",
-        temp_dir: str | Path | None = None,
-        max_spill_bytes: int | None = None,
-    ) -> None:
-        config: dict[str, Any] = {"threads": threads, "memory_limit": memory_limit}
-        self._con = duckdb.connect(config=config)
-        dirs = list(allowed_dirs)
-        if temp_dir is not None:
-            try:
-                Path(temp_dir).mkdir(parents=True, exist_ok=True)
-            except OSError:  # a read-only data dir: keep DuckDB's default spill location
-                temp_dir = None
-        if temp_dir is not None:
-            self._con.execute(f"SET temp_directory = {quote_str(str(temp_dir))}")
-            dirs.append(str(temp_dir))
-        if max_spill_bytes is not None:
-            self._con.execute(f"SET max_temp_directory_size = '{max_spill_bytes // 1024**2}MiB'")
-        for statement in (
-            f"SET allowed_directories = {sql_literal(dirs)}",
+    External access is off except ``dirs`` (the directories of the tables' files; never the
+    data directory itself, whose ``.colonnade`` holds the token store and other state),
+    replacement scans and extension autoloading are off, and the configuration is locked so no
+    query can loosen it. Views over table versions are created here as queries need them.
+    """
+
+    def __init__(self, dirs: frozenset[str], config: dict[str, Any], temp_dir: Path | None, max_spill: int | None):
+        self.dirs = dirs
+        self.con = duckdb.connect(config=config)
+        statements = []
+        if temp_dir is not None:  # DuckDB may always use its own temp directory; queries never name it
+            statements.append(f"SET temp_directory = {quote_str(str(temp_dir))}")
+        if max_spill is not None:
+            statements.append(f"SET max_temp_directory_size = '{max_spill // 1024**2}MiB'")
+        statements += [
+            f"SET allowed_directories = {sql_literal(sorted(dirs))}",
             "SET enable_external_access = false",
             "SET autoinstall_known_extensions = false",
             "SET autoload_known_extensions = false",
             "SET allow_community_extensions = false",
             "SET python_enable_replacements = false",
             "SET lock_configuration = true",
-        ):
-            self._con.execute(statement)
-        self._views: dict[str, list[str]] = {}  # table name -> its live per-version views, oldest first
-        self._lock = threading.Lock()
+        ]
+        for statement in statements:
+            self.con.execute(statement)
+        self.views: dict[str, list[str]] = {}  # table name -> its live per-version views, oldest first
 
-    def execute(
+
+class DuckDBBackend(Backend):
+    name = "duckdb"
+
+    def __init__(
         self,
-        query: ValidatedQuery,
-        params: Sequence[Any],
-        tables: Mapping[str, TableSnapshot],
-        control: QueryControl,
-        batch_rows: int = DEFAULT_BATCH_ROWS,
-    ) -> Execution:
-        views = self._views_for(tables.values())
-        cursor = self._con.cursor()
+        table_dirs: Callable[[], Iterable[str]] = list,
+        *,
+        threads: int = 2,
+        memory_limit: str = "2GB",
+        temp_dir: str | Path | None = None,
+        max_spill_bytes: int | None = None,
+    ) -> None:
+        self._config: dict[str, Any] = {"threads": threads, "memory_limit": memory_limit}
+        self._temp_dir: Path | None = None
+        if temp_dir is not None:
+            try:
+                Path(temp_dir).mkdir(parents=True, exist_ok=True)
+                self._temp_dir = Path(temp_dir)
+            except OSError:  # a read-only data dir: keep DuckDB's default spill location
+                pass
+        self._max_spill = max_spill_bytes
+        self._table_dirs = table_dirs
+        self._lock = threading.Lock()
+        self._sandbox = self._new_sandbox(set())
+
+    def start(self, prepared: PreparedQuery, control: QueryControl, batch_rows: int) -> Started:
+        con = self._views_for(prepared.tables.values())
+        cursor = con.cursor()
         control.on_cancel(cursor.interrupt)
         try:
-            relation = cursor.sql(query.sql("duckdb", physical=views), params=list(params) or None)
+            relation = cursor.sql(prepared.sql, params=prepared.params or None)
             if relation is None:  # not a query (cannot happen after validation)
                 raise QueryError("the statement returned no result")
             reader = relation.to_arrow_reader(batch_rows)
-        except ColonnadeError:
+        except BaseException:
             cursor.close()
-            control.finish()
             raise
-        except Exception as exc:
-            cursor.close()
-            control.finish()
-            control.check()
-            raise translate_error(exc) from None
-        return Execution(reader.schema, iter(reader), control, translate_error, close=cursor.close)
+        return Started(reader.schema, iter(reader), cursor.close)
+
+    def translate(self, exc: BaseException) -> ColonnadeError:
+        return translate_error(exc)
 
     def close(self) -> None:
-        self._con.close()
+        self._sandbox.con.close()
 
     # -- views -----------------------------------------------------------------------------
 
-    def _views_for(self, snapshots: Iterable[TableSnapshot]) -> dict[str, str]:
-        """A view per (table, version), created once: each query reads exactly the version it
-        was validated against, and a name no query was validated for resolves to nothing."""
-        names = {}
+    def _views_for(self, snapshots: Iterable[TableSnapshot]) -> duckdb.DuckDBPyConnection:
+        """The sandbox holding a view per (table, version) of ``snapshots``, each created once
+        under the snapshot's generated relation name: each query reads exactly the version it
+        was prepared against. A table whose directory the sandbox may not read yet (a table
+        created since) gets a new sandbox that may; queries running on the old one finish there."""
         with self._lock:
+            snapshots = list(snapshots)
+            needed = {snap.root for snap in snapshots if snap.files}
+            if not needed <= self._sandbox.dirs:
+                self._sandbox = self._new_sandbox(needed)
+            sandbox = self._sandbox
             for snap in snapshots:
-                view = f"{snap.name}@{snap.fingerprint}"
-                known = self._views.setdefault(snap.name, [])
-                if view not in known:
-                    self._con.execute(f"CREATE OR REPLACE VIEW {quote_ident(view)} AS {self._view_sql(snap)}")
-                    known.append(view)
+                known = sandbox.views.setdefault(snap.name, [])
+                if snap.relation not in known:
+                    sandbox.con.execute(
+                        f"CREATE OR REPLACE VIEW {quote_ident(snap.relation)} AS {self._view_sql(sandbox, snap)}"
+                    )
+                    known.append(snap.relation)
                     # Old versions stay a while for queries already bound to them.
                     for stale in known[:-KEEP_VIEW_VERSIONS]:
-                        self._con.execute(f"DROP VIEW IF EXISTS {quote_ident(stale)}")
+                        sandbox.con.execute(f"DROP VIEW IF EXISTS {quote_ident(stale)}")
                     del known[:-KEEP_VIEW_VERSIONS]
-                names[snap.name] = view
-        return names
+            return sandbox.con
 
-    def _view_sql(self, snap: TableSnapshot) -> str:
-        types = self._duckdb_types(snap.schema)
+    def _new_sandbox(self, needed: set[str]) -> _Sandbox:
+        """A sandbox for every table directory that exists now (so the next new table, not the
+        next query, is what makes another one), plus ``needed``."""
+        dirs = frozenset({*self._table_dirs(), *needed})
+        return _Sandbox(dirs, self._config, self._temp_dir, self._max_spill)
+
+    def _view_sql(self, sandbox: _Sandbox, snap: TableSnapshot) -> str:
+        types = self._duckdb_types(sandbox, snap.schema)
         if not snap.files:  # an empty table: right columns, no rows
             cols = ", ".join(f"CAST(NULL AS {t}) AS {quote_ident(n)}" for n, t in types.items())
             return f"SELECT {cols} WHERE false"
@@ -151,8 +171,8 @@ class DuckDBBackend(Backend):
         if snap.format == "arrow":
             import pyarrow.dataset as ds
 
-            hidden = f"__ipc_{snap.name}@{snap.fingerprint}"
-            self._con.register(hidden, ds.dataset(list(snap.files), format="ipc"))
+            hidden = f"ipc_{snap.relation}"
+            sandbox.con.register(hidden, ds.dataset(list(snap.files), format="ipc"))
             return f"SELECT * FROM {quote_ident(hidden)}"
         if snap.format in ("delta", "parquet"):
             args = [files, "union_by_name = true"]
@@ -174,8 +194,9 @@ class DuckDBBackend(Backend):
             return f"SELECT {', '.join(quote_ident(n) for n in types)} FROM {source}"
         return f"SELECT * FROM {source}"
 
-    def _duckdb_types(self, schema: pa.Schema) -> dict[str, str]:
-        cursor = self._con.cursor()
+    @staticmethod
+    def _duckdb_types(sandbox: _Sandbox, schema: pa.Schema) -> dict[str, str]:
+        cursor = sandbox.con.cursor()
         try:
             relation = cursor.from_arrow(schema.empty_table())
             return {name: str(t) for name, t in zip(schema.names, relation.types, strict=True)}

@@ -8,13 +8,12 @@ Polars has no parameter binding: parameters become typed literal nodes in the AS
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator
 
 import polars as pl
 import pyarrow as pa
 
-from engine.backends.base import DEFAULT_BATCH_ROWS, Backend, Execution, QueryControl
+from engine.backends.base import Backend, QueryControl, Started
 from engine.backends.semantics import duckdb_semantics, regular_schema
 from engine.catalog import TableSnapshot
 from engine.errors import (
@@ -26,14 +25,20 @@ from engine.errors import (
     TableNotFound,
     UnsupportedQuery,
 )
-from engine.sql import ValidatedQuery, bind_literals
+from engine.prepared import PreparedQuery
+from engine.sql import bind_literals, render_relations
+from engine.sql.confirm import confirm_relations
 
 _POLL_S = 0.002
 
 
-def polars_sql(query: ValidatedQuery, params: Sequence[Any]) -> str:
-    """The SQL text Polars runs: DuckDB semantics kept where the two engines differ."""
-    ast = duckdb_semantics(bind_literals(query.ast, params) if params else query.ast.copy())
+def polars_sql(prepared: PreparedQuery) -> str:
+    """The SQL text Polars runs: DuckDB semantics kept where the two engines differ. DuckDB's
+    parser confirms it reads exactly the query's relations (Polars' SQL can read files itself)."""
+    query = prepared.query
+    ast = render_relations(query.ast, prepared.relations)
+    ast = duckdb_semantics(bind_literals(ast, prepared.params) if prepared.params else ast)
+    confirm_relations(ast, prepared.relations, query.ctes, identify=True)
     # Quote every identifier: Polars' parser takes words like TOP as keywords, and it matches
     # names case-sensitively whether quoted or not, so quoting changes nothing else.
     body = ast.sql(dialect="duckdb", identify=True)
@@ -64,26 +69,16 @@ def scan(snap: TableSnapshot) -> pl.LazyFrame:
 class PolarsBackend(Backend):
     name = "polars"
 
-    def execute(
-        self,
-        query: ValidatedQuery,
-        params: Sequence[Any],
-        tables: Mapping[str, TableSnapshot],
-        control: QueryControl,
-        batch_rows: int = DEFAULT_BATCH_ROWS,
-    ) -> Execution:
-        try:
-            ctx = pl.SQLContext({name: scan(snap) for name, snap in tables.items()})
-            frame = ctx.execute(polars_sql(query, params))
-            schema = frame.collect_schema()  # resolves tables and columns: errors surface here
-        except ColonnadeError:
-            control.finish()
-            raise
-        except (Exception, pl.exceptions.PanicException) as exc:  # a panic is a BaseException
-            control.finish()
-            raise translate_error(exc) from None
+    def start(self, prepared: PreparedQuery, control: QueryControl, batch_rows: int) -> Started:
+        # Only this query's tables, under their generated names: nothing else is visible.
+        ctx = pl.SQLContext({snap.relation: scan(snap) for snap in prepared.tables.values()})
+        frame = ctx.execute(polars_sql(prepared))
+        schema = frame.collect_schema()  # resolves tables and columns: errors surface here
         arrow_schema = regular_schema(pl.DataFrame(schema=schema).to_arrow().schema)
-        return Execution(arrow_schema, self._run(frame, control, batch_rows), control, translate_error)
+        return Started(arrow_schema, self._run(frame, control, batch_rows))
+
+    def translate(self, exc: BaseException) -> ColonnadeError:
+        return translate_error(exc)
 
     @staticmethod
     def _run(frame: pl.LazyFrame, control: QueryControl, batch_rows: int) -> Iterator[pa.RecordBatch]:

@@ -13,7 +13,6 @@ import logging
 import threading
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -21,7 +20,7 @@ from sqlglot import exp, transforms
 from sqlglot.dialects.spark import Spark
 from sqlglot.generators.spark import SparkGenerator
 
-from engine.backends.base import DEFAULT_BATCH_ROWS, Backend, Execution, QueryControl
+from engine.backends.base import Backend, QueryControl, Started
 from engine.backends.semantics import duckdb_semantics, regular_schema
 from engine.catalog import TableSnapshot
 from engine.errors import (
@@ -33,7 +32,8 @@ from engine.errors import (
     TableNotFound,
     UnsupportedQuery,
 )
-from engine.sql import ValidatedQuery, bind_literals, with_physical_tables
+from engine.prepared import PreparedQuery
+from engine.sql import bind_literals, render_relations
 
 _SPARK_TYPES = {
     pa.int8(): "tinyint",
@@ -100,9 +100,11 @@ def _date_trunc_naive(node: exp.Expression) -> exp.Expression:
     return node
 
 
-def spark_sql(query: ValidatedQuery, params: Sequence[Any], views: Mapping[str, str]) -> str:
-    ast = bind_literals(query.ast, params) if params else query.ast.copy()
-    ast = duckdb_semantics(with_physical_tables(ast, views))
+def spark_sql(prepared: PreparedQuery) -> str:
+    """Spark's text for the query: the AST whose DuckDB rendering was confirmed, in Spark's dialect."""
+    query = prepared.query
+    ast = render_relations(query.ast, prepared.relations)
+    ast = duckdb_semantics(bind_literals(ast, prepared.params) if prepared.params else ast)
     ast = ast.transform(_quantiles_for_spark).transform(_date_trunc_naive)
     body = ast.sql(dialect=Spark4)
     return f"{query.explain} {body}" if query.explain else body
@@ -133,37 +135,26 @@ class SparkBackend(Backend):
                 self._session = session
             return self._session
 
-    def execute(
-        self,
-        query: ValidatedQuery,
-        params: Sequence[Any],
-        tables: Mapping[str, TableSnapshot],
-        control: QueryControl,
-        batch_rows: int = DEFAULT_BATCH_ROWS,
-    ) -> Execution:
+    def start(self, prepared: PreparedQuery, control: QueryControl, batch_rows: int) -> Started:
+        spark = self.session()
+        for snap in prepared.tables.values():
+            self._view(spark, snap)
+        text = spark_sql(prepared)
+        tag = f"colonnade-{uuid.uuid4().hex}"
+        spark.addTag(tag)  # tags are per thread: only this query carries it
+        control.on_cancel(lambda: spark.interruptTag(tag))
         try:
-            spark = self.session()
-            views = {name: self._view(spark, snap) for name, snap in tables.items()}
-            text = spark_sql(query, params, views)
-            tag = f"colonnade-{uuid.uuid4().hex}"
-            spark.addTag(tag)  # tags are per thread: only this query carries it
-            control.on_cancel(lambda: spark.interruptTag(tag))
-            try:
-                table = spark.sql(text).toArrow()
-            finally:
-                spark.removeTag(tag)
-        except ColonnadeError:
-            control.finish()
-            raise
-        except Exception as exc:
-            control.finish()
-            control.check()
-            raise translate_error(exc) from None
+            table = spark.sql(text).toArrow()
+        finally:
+            spark.removeTag(tag)
         table = table.cast(regular_schema(table.schema))
-        return Execution(table.schema, _batches(table, batch_rows), control, translate_error)
+        return Started(table.schema, iter(table.to_batches(max_chunksize=batch_rows)))
+
+    def translate(self, exc: BaseException) -> ColonnadeError:
+        return translate_error(exc)
 
     def _view(self, spark: Any, snap: TableSnapshot) -> str:
-        name = f"colonnade_{snap.name}_{snap.fingerprint}".lower()
+        name = snap.relation
         with self._lock:
             if name in self._views:
                 return name
@@ -214,10 +205,6 @@ def _common_root(files: list[str]) -> str:
     import os.path
 
     return os.path.commonpath(files)
-
-
-def _batches(table: pa.Table, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    yield from table.to_batches(max_chunksize=batch_rows)
 
 
 def translate_error(exc: BaseException) -> ColonnadeError:

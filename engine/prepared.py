@@ -1,0 +1,117 @@
+"""``PreparedQuery``: one request's query, ready for an engine.
+
+Validated and rewritten (every relation a generated name, confirmed by DuckDB's parser), its
+tables pinned to one version each from one catalog read, the engine chosen, the parameters
+checked. The HTTP API and the notebook both run exactly this; caches key on ``key``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from engine.catalog import TableSnapshot
+from engine.errors import ColonnadeError
+from engine.sql import ValidatedQuery
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w./])(?:file://)?(?:/[\w.\-=@%+]+){2,}/?")
+
+
+@dataclass(frozen=True)
+class PreparedQuery:
+    query: ValidatedQuery
+    params: list[Any]
+    tables: Mapping[str, TableSnapshot]  # catalog name -> the pinned version
+    engine: str  # the engine that runs it ("auto" resolved)
+    sql: str  # the DuckDB-dialect text with engine relation names (confirmed)
+
+    @property
+    def relations(self) -> dict[str, str]:
+        """Catalog table -> the generated relation name engines register it under."""
+        return {name: snap.relation for name, snap in self.tables.items()}
+
+    @property
+    def cacheable(self) -> bool:
+        """Volatile queries (the clock, random values, unseeded samples) are never cached."""
+        return not self.query.volatile
+
+    def key(self, *extra: object) -> str:
+        """A cache key: the rendered SQL names every table's version, so a new version makes
+        a new key and nothing is ever invalidated by hand."""
+        parts = [self.sql, self.engine, self.params, *extra]
+        return hashlib.sha256(json.dumps(parts, default=str, separators=(",", ":")).encode()).hexdigest()
+
+    def redact(self, text: str) -> str:
+        """``text`` (an engine's error or plan) with generated and physical names turned back
+        into the names the client knows: no relation name, CTE name or file path leaves."""
+        return self._redactor(text)
+
+    def redact_plan(self, text: str) -> str:
+        """``redact``, and whatever still looks like an absolute path (a plan may wrap one)."""
+        return _ABSOLUTE_PATH.sub("<path>", self._redactor(text))
+
+    def redact_error(self, error: ColonnadeError) -> ColonnadeError:
+        error.detail = self.redact(error.detail)
+        error.args = (error.detail,)
+        return error
+
+    @cached_property
+    def _redactor(self) -> Callable[[str], str]:
+        names: dict[str, str] = {}
+        for name, snap in self.tables.items():
+            names[snap.relation] = name
+            for path in (*snap.files, snap.uri, snap.root):
+                if path:
+                    names[path] = name
+                    names[Path(path).as_uri()] = name
+        names.update(self.query.ctes)
+        if not names:
+            return lambda text: text
+        # Longest first, so a path is replaced before the directory that contains it.
+        pattern = re.compile(
+            "|".join(re.escape(n) + (r"\b" if n[-1:].isalnum() else "") for n in sorted(names, key=len, reverse=True))
+        )
+        return lambda text: pattern.sub(lambda m: names[m.group(0)], text)
+
+
+class ValidationMemo:
+    """Validated queries by SQL text, so a repeated query is not parsed and printed again
+    (sqlglot costs 1-6 ms a query). Validation depends only on the text and on the catalog's
+    table names; an entry is reused only while the data directory's listing is unchanged (its
+    mtime), so creating or dropping a table re-validates. Only successes are kept."""
+
+    def __init__(self, data_dir: Path, max_entries: int = 256) -> None:
+        self.data_dir = data_dir
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[int, ValidatedQuery]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, sql: str, validate: Callable[[str], ValidatedQuery]) -> ValidatedQuery:
+        stamp = self._stamp()
+        with self._lock:
+            hit = self._entries.get(sql)
+            if hit is not None and hit[0] == stamp:
+                self._entries.move_to_end(sql)
+                return hit[1]
+        query = validate(sql)
+        with self._lock:
+            self._entries[sql] = (stamp, query)
+            self._entries.move_to_end(sql)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return query
+
+    def _stamp(self) -> int:
+        try:
+            return os.stat(self.data_dir).st_mtime_ns
+        except OSError:
+            return -1
