@@ -11,11 +11,13 @@ from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
 
 from api import console, routes
+from api.guard import RequestGuard
 from api.problems import EXCEPTION_HANDLERS
 from api.query import ELAPSED_HEADER, QueryService
 from engine import __version__
 from engine.config import Settings, load_settings
 from engine.database import Database
+from engine.errors import ConfigError
 from engine.tokens import TokenStore
 
 log = logging.getLogger("colonnade.api")
@@ -33,12 +35,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         service.bind_loop()
         app.state.db, app.state.service = db, service
         app.state.tokens = TokenStore(settings.tokens_file) if settings.auth_enabled() else None
-        if app.state.tokens is not None and not app.state.tokens.tokens():
-            log.warning(
-                "auth is on but %s holds no tokens: every /api request will get 401 "
-                "(create one with: colonnade token create --name NAME --all)",
-                settings.tokens_file,
-            )
+        if app.state.tokens is not None:
+            _warn_about_tokens(app.state.tokens)
         try:
             yield
         finally:
@@ -74,6 +72,20 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
 
 
+def _warn_about_tokens(store: TokenStore) -> None:
+    try:
+        empty = not store.tokens()
+    except ConfigError as exc:  # requests get 503 until the file is mended
+        log.error("%s; every /api request will get 503 until it is mended", exc.detail)
+        return
+    if empty:
+        log.warning(
+            "auth is on but %s holds no tokens: every /api request will get 401 "
+            "(create one with: colonnade token create --name NAME --all)",
+            store.path,
+        )
+
+
 def configure_logging() -> None:
     """Query log lines go to stderr as they are (one JSON object per line)."""
     for name in ("colonnade.query", "colonnade.api"):
@@ -88,6 +100,16 @@ def configure_logging() -> None:
             logger.propagate = False
 
 
-def create_app_from_env() -> Litestar:
+def create_guarded_app(settings: Settings | None = None) -> RequestGuard:
+    """The app behind ``RequestGuard``, which sees every request, routed or not."""
+    settings = settings if settings is not None else load_settings()
+    return RequestGuard(
+        create_app(settings),
+        allowed_hosts=settings.server.allowed_hosts,
+        loopback_only=not settings.auth_enabled(),
+    )
+
+
+def create_app_from_env() -> RequestGuard:
     """uvicorn's factory for worker processes: settings come from the file and environment."""
-    return create_app(load_settings())
+    return create_guarded_app(load_settings())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from litestar import Request
 
-from engine.errors import Unauthorized
+from engine.errors import AuthUnavailable, ConfigError, Unauthorized
 from engine.tokens import Token, TokenStore
 
 
@@ -17,7 +17,10 @@ def authenticate(request: Request) -> Token | None:
     scheme, _, secret = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise Unauthorized("this server requires an Authorization: Bearer <token> header")
-    token = store.verify(secret.strip())
+    try:
+        token = store.verify(secret.strip())
+    except ConfigError as exc:  # a damaged tokens file: refuse everyone, name nothing
+        raise AuthUnavailable(exc.detail) from exc
     if token is None:
         raise Unauthorized("the bearer token is not valid")
     return token

@@ -32,12 +32,14 @@ def problem_response(problem: dict[str, Any], headers: dict[str, str] | None = N
 
 def colonnade_error(request: Request, exc: ColonnadeError) -> Response:
     problem = exc.to_problem()
+    if not exc.public_detail:
+        problem["detail"] = f"{exc.title.lower()}: the details are in the server log"
     headers = {}
     if "retry_after" in problem:
         headers["Retry-After"] = str(problem.pop("retry_after"))
     if problem["code"] == "unauthorized":
         headers["WWW-Authenticate"] = 'Bearer realm="colonnade"'
-    if problem["status"] >= 500:
+    if problem["status"] >= 500 or not exc.public_detail:
         log.error("%s %s failed: %s", request.method, request.url.path, exc.detail)
     return problem_response(problem, headers)
 

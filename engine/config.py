@@ -29,6 +29,9 @@ class ServerSettings:
     port: int = 8000
     workers: int = 1
     cors_origins: list[str] = field(default_factory=list)
+    # Host names served besides loopback ones ("*": any). With auth off only loopback names
+    # are served by default: a DNS-rebinding page cannot reach the server under its own name.
+    allowed_hosts: list[str] = field(default_factory=list)
     engine: str = "duckdb"  # the default engine: duckdb, polars, spark or auto
 
 

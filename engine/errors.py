@@ -16,6 +16,9 @@ class ColonnadeError(Exception):
     code: ClassVar[str] = "error"
     status: ClassVar[int] = 500
     title: ClassVar[str] = "Colonnade error"
+    # False for errors about the server's own files and settings: their detail names paths a
+    # client must not see, so HTTP clients get the title and the server log gets the detail.
+    public_detail: ClassVar[bool] = True
 
     def __init__(self, detail: str, *, status: int | None = None, **extra: Any) -> None:
         super().__init__(detail)
@@ -43,12 +46,23 @@ class ConfigError(ColonnadeError):
     code = "config_invalid"
     status = 500
     title = "Invalid configuration"
+    public_detail = False
 
 
 class DataDirError(ColonnadeError):
     code = "data_dir_invalid"
     status = 500
     title = "Invalid data directory"
+    public_detail = False
+
+
+class AuthUnavailable(ColonnadeError):
+    """The token store cannot be read: every request is refused (fail closed)."""
+
+    code = "auth_unavailable"
+    status = 503
+    title = "Authentication unavailable"
+    public_detail = False
 
 
 class InvalidTableName(ColonnadeError):

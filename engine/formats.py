@@ -90,9 +90,7 @@ class _JsonRows:
         with self._lock:
             cached = self._sql_cache.get(key)
         if cached is None:
-            fields = ", ".join(f"{_ident(f.name)} := {_json_value(f)}" for f in schema) or "_ := NULL"
-            row = f"to_json(struct_pack({fields}))"
-            cached = f"SELECT {_str(prefix)} || {row} || {_str(suffix)} AS j FROM batch"
+            cached = f"SELECT {_str(prefix)} || {_json_object(schema)} || {_str(suffix)} AS j FROM batch"
             with self._lock:
                 self._sql_cache[key] = cached
         return cached
@@ -104,10 +102,12 @@ class _JsonRows:
         return b"".join(_string_bytes(chunk) for chunk in column.chunks)
 
     def select(self, batch: pa.RecordBatch, sql: str) -> pa.Table:
-        """Run ``sql`` over ``batch`` (registered as the table ``batch``)."""
+        """Run ``sql`` over ``batch``, registered as the table ``batch`` with its columns named
+        by position (``c0``, ``c1``…): a result's names may repeat or hold characters (NUL)
+        DuckDB cannot take as a column name."""
         cursor = self._con.cursor()
         try:
-            cursor.register("batch", pa.Table.from_batches([batch]))
+            cursor.register("batch", pa.Table.from_batches([batch]).rename_columns(_positions(batch.schema)))
             return cursor.sql(sql).to_arrow_table()
         finally:
             cursor.close()
@@ -121,8 +121,30 @@ def _str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _json_value(field: pa.Field) -> str:
-    col, t = _ident(field.name), field.type
+def _positions(schema: pa.Schema) -> list[str]:
+    return [f"c{i}" for i in range(len(schema))]
+
+
+def _json_object(schema: pa.Schema) -> str:
+    """SQL for one JSON object per row, keys in column order. ``struct_pack`` + ``to_json`` is
+    the fast way (1.5-2x the concatenation below, measured on lineitem), but a struct cannot
+    have two fields of one name nor a NUL in a name: those results concatenate their keys,
+    written here as JSON string literals, with each value's ``to_json``."""
+    names = schema.names
+    if not names:
+        return "'{}'"
+    if len(set(names)) == len(names) and not any("\x00" in n for n in names):
+        fields = ", ".join(f"{_ident(f.name)} := {_json_value(i, f)}" for i, f in enumerate(schema))
+        return f"to_json(struct_pack({fields}))"
+    parts = [
+        f"{_str(('{' if i == 0 else ',') + json.dumps(f.name) + ':')} || coalesce(to_json({_json_value(i, f)}), 'null')"
+        for i, f in enumerate(schema)
+    ]
+    return " || ".join(parts) + " || '}'"
+
+
+def _json_value(position: int, field: pa.Field) -> str:
+    col, t = f"c{position}", field.type
     if _is_binary(t):
         return f"to_base64({col})"
     if pa.types.is_timestamp(t):
@@ -145,9 +167,9 @@ def _is_interval(t: pa.DataType) -> bool:
     return pa.types.is_interval(t) or pa.types.is_duration(t)
 
 
-def _as_text(field: pa.Field, fmt: str) -> str | None:
+def _as_text(position: int, field: pa.Field, fmt: str) -> str | None:
     """How a column the format cannot carry becomes text; None when it can carry it."""
-    col, t = _ident(field.name), field.type
+    col, t = f"c{position}", field.type
     if fmt == "csv" and pa.types.is_nested(t):
         return f"CAST(to_json({col}) AS VARCHAR)"
     if fmt == "csv" and _is_binary(t):
@@ -161,18 +183,17 @@ def _portable(
     schema: pa.Schema, batches: Iterable[pa.RecordBatch], fmt: str
 ) -> tuple[pa.Schema, Iterable[pa.RecordBatch]]:
     """Columns that ``fmt`` cannot hold, converted to text by DuckDB; the rest untouched."""
-    texts = [_as_text(f, fmt) for f in schema]
+    texts = [_as_text(i, f, fmt) for i, f in enumerate(schema)]
     if not any(texts):
         return schema, batches
-    sql = "SELECT " + ", ".join(
-        f"{t or _ident(f.name)} AS {_ident(f.name)}" for f, t in zip(schema, texts, strict=True)
-    )
-    sql += " FROM batch"
-    converted = _json_rows.select(pa.RecordBatch.from_pylist([], schema=schema), sql).schema
+    sql = "SELECT " + ", ".join(f"{t or f'c{i}'} AS c{i}" for i, t in enumerate(texts)) + " FROM batch"
+    empty = _json_rows.select(pa.RecordBatch.from_pylist([], schema=schema), sql)
+    converted = pa.schema([f.with_name(name) for f, name in zip(empty.schema, schema.names, strict=True)])
 
     def convert() -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            yield from _json_rows.select(batch, sql).cast(converted).to_batches()
+            table = _json_rows.select(batch, sql).rename_columns(schema.names)
+            yield from table.cast(converted).to_batches()
 
     return converted, convert()
 
