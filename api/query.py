@@ -105,7 +105,7 @@ class QueryService:
         try:
             return await self._respond(request, q, entry)
         except ColonnadeError as exc:
-            entry.finish(exc.code)
+            entry.finish(exc.code, **({"tables": exc.extra["tables"]} if "tables" in exc.extra else {}))
             raise
         except BaseException:
             entry.finish("cancelled")

@@ -41,9 +41,12 @@ class Token:
         return self.all_tables or table.lower() in {t.lower() for t in self.tables}
 
     def check_tables(self, tables: Iterable[str]) -> None:
-        denied = sorted(t for t in tables if not self.may_read(t))
+        """Refuse unless every table is granted; the error names all the tables tried (the
+        query log records them) and the ones denied."""
+        tried = sorted(set(tables))
+        denied = [t for t in tried if not self.may_read(t)]
         if denied:
-            raise Forbidden(f"token {self.name!r} may not read: {', '.join(denied)}")
+            raise Forbidden(f"token {self.name!r} may not read: {', '.join(denied)}", tables=tried)
 
 
 def hash_secret(secret: str) -> str:

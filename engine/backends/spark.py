@@ -136,6 +136,8 @@ class SparkBackend(Backend):
             return self._session
 
     def start(self, prepared: PreparedQuery, control: QueryControl, batch_rows: int) -> Started:
+        if prepared.query.explain == "EXPLAIN ANALYZE":
+            raise UnsupportedQuery("Spark has no EXPLAIN ANALYZE: use EXPLAIN")
         spark = self.session()
         for snap in prepared.tables.values():
             self._view(spark, snap)

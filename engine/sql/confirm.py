@@ -105,6 +105,8 @@ def _disagreement(tree: dict[str, Any], expected: set[str], ctes: set[str]) -> s
     read: set[str] = set()
     for node in _walk(statements[0]):
         kind = node.get("type")
+        if not isinstance(kind, str):  # a constant's value: {"type": {"id": ...}, "value": ...}
+            kind = None
         if "cte_map" in node:
             defined.update(entry["key"] for entry in node["cte_map"].get("map", []))
         if "class" in node:  # an expression
