@@ -72,7 +72,11 @@ def confirm_relations(
         security_log.warning(
             json.dumps({"event": "parser_disagreement", "problem": problem, "tables": sorted(relations)})
         )
-        raise StatementNotAllowed(f"the query was refused: {problem}")
+        # The client sees no generated name: the security log has the particulars.
+        raise StatementNotAllowed(
+            "the query was refused: its tables or CTEs read differently to DuckDB's parser than to "
+            "Colonnade's (an unusual placement of WITH or of a name); rewrite it more plainly"
+        )
 
 
 def _serializable(ast: exp.Expression) -> exp.Expression:
