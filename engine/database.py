@@ -23,6 +23,7 @@ from engine.errors import InvalidRequest
 from engine.prepared import PreparedQuery, ValidationMemo
 from engine.result import Result
 from engine.sql import ValidatedQuery, validate
+from engine.sql.introspection import CatalogTable
 from engine.tokens import Token
 
 ENGINES = ("duckdb", "polars", "spark")
@@ -123,9 +124,15 @@ class Database:
             token.check_tables(query.tables)
         bound = query.check_params(params)
         tables = self.catalog.pin(query.tables)
-        chosen = self.choose_engine(engine, tables)
+        chosen = query.engine or self.choose_engine(engine, tables)
         relations = {name: snap.relation for name, snap in tables.items()}
-        return PreparedQuery(query, bound, tables, chosen, query.render(relations))
+        ast, text = query.render(relations, lambda: self._visible_tables(token))
+        return PreparedQuery(query, bound, tables, chosen, ast, text)
+
+    def _visible_tables(self, token: Token | None) -> list[CatalogTable]:
+        """What the catalog views show to ``token``: the tables it may read."""
+        names = [n for n in self.catalog.names() if token is None or token.may_read(n)]
+        return [CatalogTable(n, snap.schema, snap.kind) for n, snap in self.catalog.pin(names).items()]
 
     def execute(
         self,

@@ -19,6 +19,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from sqlglot import exp
+
 from engine.catalog import TableSnapshot
 from engine.errors import ColonnadeError
 from engine.sql import ValidatedQuery
@@ -32,7 +34,8 @@ class PreparedQuery:
     params: list[Any]
     tables: Mapping[str, TableSnapshot]  # catalog name -> the pinned version
     engine: str  # the engine that runs it ("auto" resolved)
-    sql: str  # the DuckDB-dialect text with engine relation names (confirmed)
+    ast: exp.Expression  # the query engines run: relation names generated, catalog views filled
+    sql: str  # its DuckDB text, prefix included (confirmed by DuckDB's parser)
 
     @property
     def relations(self) -> dict[str, str]:

@@ -26,7 +26,7 @@ from engine.errors import (
     UnsupportedQuery,
 )
 from engine.prepared import PreparedQuery
-from engine.sql import bind_literals, render_relations
+from engine.sql import bind_literals
 from engine.sql.confirm import confirm_relations
 
 _POLL_S = 0.002
@@ -36,13 +36,13 @@ def polars_sql(prepared: PreparedQuery) -> str:
     """The SQL text Polars runs: DuckDB semantics kept where the two engines differ. DuckDB's
     parser confirms it reads exactly the query's relations (Polars' SQL can read files itself)."""
     query = prepared.query
-    ast = render_relations(query.ast, prepared.relations)
-    ast = duckdb_semantics(bind_literals(ast, prepared.params) if prepared.params else ast)
+    ast = bind_literals(prepared.ast, prepared.params) if prepared.params else prepared.ast.copy()
+    ast = duckdb_semantics(ast)
     confirm_relations(ast, prepared.relations, query.ctes, identify=True)
     # Quote every identifier: Polars' parser takes words like TOP as keywords, and it matches
     # names case-sensitively whether quoted or not, so quoting changes nothing else.
     body = ast.sql(dialect="duckdb", identify=True)
-    return f"{query.explain} {body}" if query.explain else body
+    return f"{query.prefix} {body}" if query.prefix else body
 
 
 def scan(snap: TableSnapshot) -> pl.LazyFrame:

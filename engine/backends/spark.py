@@ -33,7 +33,7 @@ from engine.errors import (
     UnsupportedQuery,
 )
 from engine.prepared import PreparedQuery
-from engine.sql import bind_literals, render_relations
+from engine.sql import bind_literals
 
 _SPARK_TYPES = {
     pa.int8(): "tinyint",
@@ -103,11 +103,11 @@ def _date_trunc_naive(node: exp.Expression) -> exp.Expression:
 def spark_sql(prepared: PreparedQuery) -> str:
     """Spark's text for the query: the AST whose DuckDB rendering was confirmed, in Spark's dialect."""
     query = prepared.query
-    ast = render_relations(query.ast, prepared.relations)
-    ast = duckdb_semantics(bind_literals(ast, prepared.params) if prepared.params else ast)
+    ast = bind_literals(prepared.ast, prepared.params) if prepared.params else prepared.ast.copy()
+    ast = duckdb_semantics(ast)
     ast = ast.transform(_quantiles_for_spark).transform(_date_trunc_naive)
     body = ast.sql(dialect=Spark4)
-    return f"{query.explain} {body}" if query.explain else body
+    return f"{query.prefix} {body}" if query.prefix else body
 
 
 class SparkBackend(Backend):

@@ -1,7 +1,8 @@
 """Every relation a query names becomes a name Colonnade generated, or the query is refused.
 
-A relation (an ``exp.Table`` node) is one of three things: a row-generating table function
-(checked in ``checks.py``), a CTE, or a catalog table. Each CTE definition is renamed to
+A relation (an ``exp.Table`` node) is one of four things: a row-generating table function
+(checked in ``checks.py``), a CTE, a catalog view (``information_schema.tables``…, replaced by
+its rows when rendered: see ``introspection.py``), or a catalog table. Each CTE definition is renamed to
 ``cte_<n>``, and each reference that resolves to it is renamed with it, keeping the name the
 client wrote as its alias. Every other name must be a catalog table: it is marked, and the
 engine's relation name for the pinned version replaces it when the SQL is rendered. A name that
@@ -24,6 +25,7 @@ from sqlglot import exp
 
 from engine.catalog import TABLE_NAME
 from engine.errors import StatementNotAllowed, TableNotFound
+from engine.sql.introspection import CATALOG_VIEW, catalog_view
 
 CATALOG_TABLE = "colonnade_table"  # node meta: the catalog table an exp.Table names
 CTE_PREFIX = "cte_"
@@ -44,20 +46,27 @@ def fold(name: str) -> str:
 class BoundRelations:
     tables: tuple[str, ...]  # catalog spellings of every table read, sorted, once each
     ctes: Mapping[str, str]  # generated CTE name -> the name the client wrote
+    views: bool  # reads catalog views (information_schema …)
 
 
 def bind_relations(root: exp.Expression, resolve_table: Callable[[str], str]) -> BoundRelations:
     """Rewrite ``root`` in place: CTEs get generated names, catalog tables are marked."""
     references: list[tuple[exp.Table, exp.CTE]] = []
     tables: set[str] = set()
+    views = False
     for table in list(root.find_all(exp.Table)):
         if not isinstance(table.this, exp.Identifier):
             continue  # a row-generating table function, checked by checks.py
-        cte = None if (table.args.get("db") or table.args.get("catalog")) else _visible_cte(table)
-        if cte is None:
-            tables.add(_bind_catalog_table(table, resolve_table))
-        else:
+        qualified = bool(table.args.get("db") or table.args.get("catalog"))
+        cte = None if qualified else _visible_cte(table)
+        if cte is not None:
             references.append((table, cte))
+        elif (view := catalog_view(table)) is not None:
+            _keep_alias(table)
+            table.meta[CATALOG_VIEW] = view
+            views = True
+        else:
+            tables.add(_bind_catalog_table(table, resolve_table))
     # Rename only after every reference is resolved: resolution compares the client's names.
     generated: dict[int, str] = {}
     ctes: dict[str, str] = {}
@@ -71,7 +80,7 @@ def bind_relations(root: exp.Expression, resolve_table: Callable[[str], str]) ->
     for table, cte in references:
         _keep_alias(table)
         table.set("this", exp.to_identifier(generated[id(cte)]))
-    return BoundRelations(tuple(sorted(tables)), ctes)
+    return BoundRelations(tuple(sorted(tables)), ctes, views)
 
 
 def _visible_cte(table: exp.Table) -> exp.CTE | None:

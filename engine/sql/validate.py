@@ -9,15 +9,16 @@ confirmed by DuckDB's own parser (``confirm.py``); the engines' sandboxes are th
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlglot import exp
 
-from engine.errors import SqlSyntaxError, StatementNotAllowed
+from engine.errors import SqlSyntaxError, StatementNotAllowed, UnsupportedQuery
 from engine.sql.checks import check_nodes
 from engine.sql.confirm import confirm_relations
+from engine.sql.introspection import CatalogTable, as_query, render_views
 from engine.sql.params import check_params, count_params
 from engine.sql.parse import DIALECT, check_brackets, parse_statement
 from engine.sql.relations import bind_relations, render_relations
@@ -28,35 +29,47 @@ _ALLOWED_ROOTS = (exp.Query, exp.Values)
 @dataclass(frozen=True)
 class ValidatedQuery:
     """A query that passed validation: its AST with generated CTE names and marked catalog
-    tables, and what the request path needs to know about it."""
+    tables and views, and what the request path needs to know about it."""
 
     text: str  # what the client sent
-    ast: exp.Expression  # the query itself (EXPLAIN stripped)
-    explain: str  # "", "EXPLAIN" or "EXPLAIN ANALYZE"
+    ast: exp.Expression  # the query itself (any prefix stripped)
+    prefix: str  # "", "EXPLAIN", "EXPLAIN ANALYZE", "DESCRIBE" or "SUMMARIZE": put before the query
     tables: tuple[str, ...]  # catalog spellings of every table it reads, sorted
     ctes: Mapping[str, str]  # generated CTE name -> the client's name
     param_count: int
     volatile: bool  # reads the clock or a random source: never served from a cache
-    # Rendered texts by (dialect, relation names): a validated query is reused across requests
-    # (the request path memoises validation), and rendering costs a millisecond or two.
-    _texts: dict[tuple[str, tuple[tuple[str, str], ...]], str] = field(default_factory=dict, compare=False, repr=False)
+    engine: str | None = None  # the engine that must run it (introspection), if any
+    views: bool = False  # reads catalog views (information_schema): rendered per token
+    # Rendered (AST, text) by relation names: a validated query is reused across requests (the
+    # request path memoises validation), and rendering costs a millisecond or two.
+    _rendered: dict[tuple[tuple[str, str], ...], tuple[exp.Expression, str]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
     _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
-    def render(self, relations: Mapping[str, str], dialect: str = DIALECT) -> str:
-        """The SQL an engine runs: catalog tables read ``relations`` (engine relation names).
-        DuckDB-dialect texts are confirmed by DuckDB's parser before they are handed out."""
-        key = (dialect, tuple(sorted(relations.items())))
+    @property
+    def explain(self) -> str:
+        return self.prefix if self.prefix.startswith("EXPLAIN") else ""
+
+    def render(
+        self, relations: Mapping[str, str], catalog: Callable[[], Iterable[CatalogTable]] = tuple
+    ) -> tuple[exp.Expression, str]:
+        """What an engine runs: the AST whose catalog tables read ``relations`` (engine relation
+        names) and whose catalog views hold ``catalog`` (what the token may see), and its
+        DuckDB text with the prefix, confirmed by DuckDB's parser before it is handed out."""
+        key = tuple(sorted(relations.items()))
         with self._lock:
-            text = self._texts.get(key)
-        if text is None:
-            ast = render_relations(self.ast, relations)
-            if dialect == DIALECT:
-                confirm_relations(ast, {t: relations[t] for t in self.tables}, self.ctes)
-            body = ast.sql(dialect=dialect)
-            text = f"{self.explain} {body}" if self.explain else body
+            hit = None if self.views else self._rendered.get(key)
+        if hit is not None:
+            return hit
+        ast = render_views(render_relations(self.ast, relations), catalog)
+        confirm_relations(ast, {t: relations[t] for t in self.tables}, self.ctes)
+        body = ast.sql(dialect=DIALECT)
+        rendered = ast, f"{self.prefix} {body}" if self.prefix else body
+        if not self.views:
             with self._lock:
-                self._texts[key] = text
-        return text
+                self._rendered[key] = rendered
+        return rendered
 
     def check_params(self, params: Sequence[Any] | None) -> list[Any]:
         return check_params(self.param_count, params)
@@ -70,7 +83,10 @@ def validate(
     max_depth: int = 64,
 ) -> ValidatedQuery:
     """Validate ``text``; ``resolve_table`` maps a name to the catalog's spelling or raises."""
-    statement = parse_statement(text, max_bytes=max_bytes, max_depth=max_depth)
+    parsed = parse_statement(text, max_bytes=max_bytes, max_depth=max_depth)
+    statement = as_query(parsed.root)
+    if statement.prefix and parsed.explain:
+        raise UnsupportedQuery(f"EXPLAIN {statement.prefix} is not supported")
     root = statement.root
     if isinstance(root, exp.Pivot):  # a top-level PIVOT/UNPIVOT statement reads like a query
         root = exp.select("*").from_(exp.Subquery(this=root))
@@ -81,4 +97,14 @@ def validate(
     volatile = check_nodes(root)
     bound = bind_relations(root, resolve_table)
     check_brackets(root.sql(dialect=DIALECT))
-    return ValidatedQuery(text, root, statement.explain, bound.tables, bound.ctes, count_params(root), volatile)
+    return ValidatedQuery(
+        text,
+        root,
+        statement.prefix or parsed.explain,
+        bound.tables,
+        bound.ctes,
+        count_params(root),
+        volatile,
+        engine=statement.engine,
+        views=bound.views,
+    )

@@ -51,7 +51,9 @@ def attacks(vault: Vault) -> list[str]:
         'SELECT * FROM "keys@v0"',
         "SELECT * FROM sqlite_master",
         "SELECT * FROM duckdb_views()",
-        "SELECT * FROM information_schema.tables",
+        "DESCRIBE keys",
+        "SUMMARIZE vault",
+        "DESCRIBE SELECT * FROM granted, main.keys",
         f"SELECT * FROM '{glob}'",
         "SELECT * FROM keys",
         "SELECT * FROM granted JOIN main.vault ON true",
@@ -92,7 +94,26 @@ def test_no_shape_reaches_another_table_or_the_token_store(secured: Server, vaul
     assert all(entry["token"] == "reader" and entry["outcome"] != "ok" for entry in entries)
     # A query refused for its grants names the tables it tried.
     tried = [entry["tables"] for entry in entries if entry["outcome"] == "forbidden"]
-    assert ["keys"] in tried and ["granted", "vault"] in tried
+    assert ["keys"] in tried and ["granted", "vault"] in tried and ["granted", "keys"] in tried
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_introspection_shows_only_granted_tables(secured: Server, vault: Vault, engine: str) -> None:
+    expected = {
+        "SHOW TABLES": [{"name": GRANTED}],
+        "SELECT table_name FROM information_schema.tables": [{"table_name": GRANTED}],
+        "SELECT DISTINCT table_name FROM information_schema.columns": [{"table_name": GRANTED}],
+        "SELECT count(*) AS n FROM information_schema.columns WHERE table_name IN ('keys', 'vault', 'outside')": [
+            {"n": 0}
+        ],
+    }
+    for sql, rows in expected.items():
+        response = query(secured, vault.reader_secret, sql, engine)
+        assert response.status_code == 200, response.text
+        assert response.json()["rows"] == rows, sql
+    # The admin token sees every table: the filter is the grant, not the view.
+    response = query(secured, vault.admin_secret, "SHOW TABLES", engine)
+    assert [r["name"] for r in response.json()["rows"]] == [GRANTED, "keys", "vault"]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
