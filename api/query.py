@@ -113,31 +113,55 @@ class QueryService:
 
     async def _respond(self, request: Request, q: QueryRequest, entry: QueryLogEntry) -> Response:
         started = time.perf_counter()
-        prepared = await self.run_blocking(self._prepare, q)
-        entry.fields["tables"] = list(prepared.tables)
-        limits = self.db.settings.limits
-        key = prepared.key(q.fmt, limits.max_result_rows, limits.max_result_bytes)
-        cacheable = prepared.cacheable  # volatile queries: no cache, no ETag
-        etag = etag_for(key) if cacheable and q.cacheable else None
-        if etag is not None and etag in _if_none_match(request):
-            entry.finish("ok", cache="not_modified", rows=None, bytes=0)
-            return Response(b"", status_code=304, headers={"ETag": etag})
-        if cacheable and (hit := self.cache.get(key)) is not None:
-            headers = {ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}", "X-Colonnade-Cache": "hit"}
-            if etag is not None:
-                headers["ETag"] = etag
-            entry.finish("ok", cache="hit", rows=None, bytes=len(hit.body))
-            return Response(hit.body, media_type=hit.media_type, headers=headers)
+        # A query whose text was validated before is prepared at once, outside any slot: a
+        # cache hit or a 304 never waits behind running queries.
+        prepared = await self.run_blocking(self._prepare_validated, q)
+        if prepared is not None and (cached := self._cached(request, q, prepared, entry, started)) is not None:
+            return cached
         await self._acquire_slot()
-        stream = await self._start(request, prepared, q)
+        running = await self._start(request, prepared, q)
+        # New text was validated inside the slot, under the query's timeout (validation can be
+        # as costly as a query): the cache may answer now.
+        if prepared is None and (cached := self._cached(request, q, running.prepared, entry, started)) is not None:
+            self.pool.submit(running.cleanup)
+            return cached
+        if running.first is _NOT_STARTED:
+            await self._first_chunk(request, running)
+        key = running.key
+        etag = etag_for(key) if running.prepared.cacheable and q.cacheable else None
         headers = {ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}", "X-Colonnade-Cache": "miss"}
         if etag is not None:
             headers["ETag"] = etag
-        relay = self._relay(stream, key if cacheable else None, entry)
+        relay = self._relay(running, key if running.prepared.cacheable else None, entry)
         # An async generator that is never started never runs its finally block (the client may
         # vanish before the response body starts): free the engine and the slot when it is dropped.
-        weakref.finalize(relay, self._abandon, stream, entry)
+        weakref.finalize(relay, self._abandon, running, entry)
         return Stream(relay, media_type=MEDIA_TYPES[q.fmt], headers=headers)
+
+    def _cached(
+        self, request: Request, q: QueryRequest, prepared: PreparedQuery, entry: QueryLogEntry, started: float
+    ) -> Response | None:
+        """A 304 or a cache hit for ``prepared``, or None when the engine must run it."""
+        entry.fields["tables"] = list(prepared.tables)
+        if not prepared.cacheable:  # volatile queries: no cache, no ETag
+            return None
+        key = self._key(prepared, q)
+        etag = etag_for(key) if q.cacheable else None
+        if etag is not None and etag in _if_none_match(request):
+            entry.finish("ok", cache="not_modified", rows=None, bytes=0)
+            return Response(b"", status_code=304, headers={"ETag": etag})
+        hit = self.cache.get(key)
+        if hit is None:
+            return None
+        headers = {ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}", "X-Colonnade-Cache": "hit"}
+        if etag is not None:
+            headers["ETag"] = etag
+        entry.finish("ok", cache="hit", rows=None, bytes=len(hit.body))
+        return Response(hit.body, media_type=hit.media_type, headers=headers)
+
+    def _key(self, prepared: PreparedQuery, q: QueryRequest) -> str:
+        limits = self.db.settings.limits
+        return prepared.key(q.fmt, limits.max_result_rows, limits.max_result_bytes)
 
     def _abandon(self, stream: _RunningStream, entry: QueryLogEntry) -> None:
         """Idempotent: after a normal end every step here is already done and does nothing."""
@@ -147,6 +171,9 @@ class QueryService:
         entry.finish("cancelled")
         with contextlib.suppress(RuntimeError):  # the pool is gone when the server is stopping
             self.pool.submit(stream.cleanup)
+
+    def _prepare_validated(self, q: QueryRequest) -> PreparedQuery | None:
+        return self.db.prepare_validated(q.sql, q.params, engine=q.engine, token=q.token)
 
     def _prepare(self, q: QueryRequest) -> PreparedQuery:
         return self.db.prepare(q.sql, q.params, engine=q.engine, token=q.token)
@@ -163,21 +190,29 @@ class QueryService:
         finally:
             self._waiting -= 1
 
-    async def _start(self, request: Request, prepared: PreparedQuery, q: QueryRequest) -> _RunningStream:
-        """Start the engine and produce the first chunk in the pool, watching for hang-ups.
-        From here on the slot is released by ``_RunningStream.cleanup``, whatever happens."""
+    async def _start(self, request: Request, prepared: PreparedQuery | None, q: QueryRequest) -> _RunningStream:
+        """In the pool, watching for hang-ups: validate new text (under the timeout), then, if
+        the cache cannot answer, start the engine and produce the first chunk. From here on the
+        slot is released by ``_RunningStream.cleanup``, whatever happens."""
         limits = self.db.settings.limits
         timeout = limits.query_timeout_s if q.timeout_s is None else min(q.timeout_s, limits.query_timeout_s)
         running = _RunningStream(self, prepared, q, timeout)
-        started = self.pool.submit(running.start)
+        await self._in_pool(request, running, running.prepare if prepared is None else running.start)
+        return running
+
+    async def _first_chunk(self, request: Request, running: _RunningStream) -> None:
+        await self._in_pool(request, running, running.start)
+
+    async def _in_pool(self, request: Request, running: _RunningStream, step: Any) -> None:
+        """Run ``step`` of ``running`` in the pool; a client that leaves meanwhile cancels it."""
+        started = self.pool.submit(step)
         first = asyncio.wrap_future(started)
         gone = asyncio.ensure_future(_wait_for_disconnect(request))
         try:
             done, _ = await asyncio.wait({first, gone}, return_when=asyncio.FIRST_COMPLETED)
             if first not in done:  # the client left while the engine was still working
                 raise QueryCancelled("the client disconnected")
-            first.result()  # an engine or validation error becomes its problem response
-            return running
+            first.result()  # a validation or engine error becomes its problem response
         except BaseException:
             running.cancel()
             first.add_done_callback(_consume)  # its error was handled, or nobody is left to tell
@@ -216,20 +251,40 @@ class QueryService:
             self.pool.submit(running.cleanup)
 
 
-class _RunningStream:
-    """One query's engine result and encoder, driven from pool threads."""
+_NOT_STARTED = b"not started"  # sentinel: the engine has not produced its first chunk yet
 
-    def __init__(self, service: QueryService, prepared: PreparedQuery, q: QueryRequest, timeout_s: float) -> None:
+
+class _RunningStream:
+    """One query in a slot — validation if its text is new, then its engine result and
+    encoder — driven from pool threads, under one timeout from the slot on."""
+
+    def __init__(
+        self, service: QueryService, prepared: PreparedQuery | None, q: QueryRequest, timeout_s: float
+    ) -> None:
         self.service = service
-        self.prepared = prepared
+        self._prepared = prepared
         self.q = q
         self.result: Result | None = None
         self.chunks: Iterator[bytes] | None = None
-        self.first: bytes | None = None
+        self.first: bytes | None = _NOT_STARTED
         self.pending: Future | None = None
         self.released = False
         self.relayed = False  # the response body ran (and its finally block cleans up)
         self.control = QueryControl(timeout_s)  # exists before the engine starts: cancel works at once
+
+    @property
+    def prepared(self) -> PreparedQuery:
+        assert self._prepared is not None
+        return self._prepared
+
+    @property
+    def key(self) -> str:
+        return self.service._key(self.prepared, self.q)
+
+    def prepare(self) -> None:
+        """Validate new text: it counts against the query's timeout like the engine's work."""
+        self._prepared = self.service._prepare(self.q)
+        self.control.check()
 
     def start(self) -> None:
         limits = self.service.db.settings.limits

@@ -7,6 +7,7 @@ It owns the catalog and one instance of each engine backend, and runs the query 
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -119,15 +120,32 @@ class Database:
     ) -> PreparedQuery:
         """Validate and rewrite ``sql``, check the token's grants on every table it reads,
         pin those tables from one catalog read, choose the engine, check the parameters."""
-        query = self.validate(sql)
+        return self._prepare(self.validate(sql), params, engine, token)
+
+    def prepare_validated(
+        self,
+        sql: str,
+        params: Sequence[Any] | None = None,
+        *,
+        engine: str | None = None,
+        token: Token | None = None,
+    ) -> PreparedQuery | None:
+        """``prepare``, when ``sql`` was validated before (cheap); else None: validating new
+        text is engine-grade work, which the server does inside a query slot and timeout."""
+        query = self._validated.peek(sql)
+        return None if query is None else self._prepare(query, params, engine, token)
+
+    def _prepare(
+        self, query: ValidatedQuery, params: Sequence[Any] | None, engine: str | None, token: Token | None
+    ) -> PreparedQuery:
         if token is not None:  # every table it reads: joins, CTEs, subqueries alike
             token.check_tables(query.tables)
         bound = query.check_params(params)
         tables = self.catalog.pin(query.tables)
         chosen = query.engine or self.choose_engine(engine, tables)
         relations = {name: snap.relation for name, snap in tables.items()}
-        ast, text = query.render(relations, lambda: self._visible_tables(token))
-        return PreparedQuery(query, bound, tables, chosen, ast, text)
+        catalog = functools.partial(self._visible_tables, token)
+        return PreparedQuery(query, bound, tables, chosen, query.render(relations, catalog), catalog)
 
     def _visible_tables(self, token: Token | None) -> list[CatalogTable]:
         """What the catalog views show to ``token``: the tables it may read."""

@@ -13,8 +13,8 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from sqlglot import exp
 from engine.catalog import TableSnapshot
 from engine.errors import ColonnadeError
 from engine.sql import ValidatedQuery
+from engine.sql.introspection import CatalogTable
 
 _ABSOLUTE_PATH = re.compile(r"(?<![\w./])(?:file://)?(?:/[\w.\-=@%+]+){2,}/?")
 
@@ -34,8 +35,14 @@ class PreparedQuery:
     params: list[Any]
     tables: Mapping[str, TableSnapshot]  # catalog name -> the pinned version
     engine: str  # the engine that runs it ("auto" resolved)
-    ast: exp.Expression  # the query engines run: relation names generated, catalog views filled
-    sql: str  # its DuckDB text, prefix included (confirmed by DuckDB's parser)
+    sql: str  # the DuckDB text engines run, prefix included (confirmed by DuckDB's parser)
+    catalog: Callable[[], Iterable[CatalogTable]] = field(default=tuple, compare=False, repr=False)
+
+    @cached_property
+    def ast(self) -> exp.Expression:
+        """The query as an AST with engine relation names and catalog views filled in, for the
+        engines that rewrite it further (Polars, Spark). Built on first use."""
+        return self.query.engine_ast(self.relations, self.catalog)
 
     @property
     def relations(self) -> dict[str, str]:
@@ -98,13 +105,21 @@ class ValidationMemo:
         self._entries: OrderedDict[str, tuple[int, ValidatedQuery]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, sql: str, validate: Callable[[str], ValidatedQuery]) -> ValidatedQuery:
+    def peek(self, sql: str) -> ValidatedQuery | None:
+        """The memoised validation of ``sql``, if any (nothing is validated here)."""
         stamp = self._stamp()
         with self._lock:
             hit = self._entries.get(sql)
             if hit is not None and hit[0] == stamp:
                 self._entries.move_to_end(sql)
                 return hit[1]
+        return None
+
+    def get(self, sql: str, validate: Callable[[str], ValidatedQuery]) -> ValidatedQuery:
+        query = self.peek(sql)
+        if query is not None:
+            return query
+        stamp = self._stamp()
         query = validate(sql)
         with self._lock:
             self._entries[sql] = (stamp, query)

@@ -284,8 +284,8 @@ def test_snapshot_is_pinned_to_its_version(managed: engine.Database, engine_name
     assert new.version == old.version + 2 and new.row_count == 5
     prepared = managed.prepare("SELECT count(*) AS n FROM events", engine=engine_name)
     # As if prepared before the two ingests: pinned to the old version.
-    ast, sql = prepared.query.render({"events": old.relation})
-    pinned = dataclasses.replace(prepared, tables={"events": old}, ast=ast, sql=sql)
+    sql = prepared.query.render({"events": old.relation})
+    pinned = dataclasses.replace(prepared, tables={"events": old}, sql=sql)
     backend = managed.backend(engine_name)
     rows = [b.to_pylist() for b in backend.execute(pinned, QueryControl(10))]
     assert rows == [[{"n": 4}]]

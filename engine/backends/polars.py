@@ -27,7 +27,7 @@ from engine.errors import (
 )
 from engine.prepared import PreparedQuery
 from engine.sql import bind_literals
-from engine.sql.confirm import confirm_relations
+from engine.sql.confirm import confirm_relations, serializable
 
 _POLL_S = 0.002
 
@@ -38,7 +38,7 @@ def polars_sql(prepared: PreparedQuery) -> str:
     query = prepared.query
     ast = bind_literals(prepared.ast, prepared.params) if prepared.params else prepared.ast.copy()
     ast = duckdb_semantics(ast)
-    confirm_relations(ast, prepared.relations, query.ctes, identify=True)
+    confirm_relations(serializable(ast).sql(dialect="duckdb", identify=True), prepared.relations, query.ctes)
     # Quote every identifier: Polars' parser takes words like TOP as keywords, and it matches
     # names case-sensitively whether quoted or not, so quoting changes nothing else.
     body = ast.sql(dialect="duckdb", identify=True)

@@ -21,7 +21,6 @@ from sqlglot import exp
 
 from engine.errors import StatementNotAllowed
 from engine.sql.checks import FORBIDDEN_FUNCTION, SAFE_TABLE_FUNCTIONS
-from engine.sql.parse import DIALECT
 from engine.sql.relations import CTE_PREFIX
 
 security_log = logging.getLogger("colonnade.security")
@@ -59,14 +58,12 @@ def _duckdb_parser() -> _Parser:
         return _parser
 
 
-def confirm_relations(
-    ast: exp.Expression, relations: Mapping[str, str], ctes: Mapping[str, str], *, identify: bool = False
-) -> None:
-    """Refuse ``ast`` unless DuckDB's parser, reading it as the engine will (DuckDB's dialect,
-    ``identify`` as the engine's text has it), finds exactly the relations Colonnade generated.
-    ``relations`` maps each catalog table the query reads to its engine relation name; ``ctes``
-    holds the generated CTE names."""
-    tree = _duckdb_parser().tree(_serializable(ast).sql(dialect=DIALECT, identify=identify))
+def confirm_relations(sql: str, relations: Mapping[str, str], ctes: Mapping[str, str]) -> None:
+    """Refuse ``sql`` unless DuckDB's parser finds in it exactly the relations Colonnade
+    generated. ``relations`` maps each catalog table the query reads to its engine relation
+    name; ``ctes`` holds the generated CTE names. (For a query holding a dynamic PIVOT, pass
+    the text of ``serializable(ast)``.)"""
+    tree = _duckdb_parser().tree(sql)
     problem = _disagreement(tree, set(relations.values()), set(ctes))
     if problem is not None:
         security_log.warning(
@@ -79,12 +76,16 @@ def confirm_relations(
         )
 
 
-def _serializable(ast: exp.Expression) -> exp.Expression:
+def has_dynamic_pivot(ast: exp.Expression) -> bool:
+    dynamic = [p for p in ast.find_all(exp.Pivot) if p.args.get("using") and not p.args.get("unpivot")]
+    return any(not isinstance(e, exp.In) for p in dynamic for e in p.expressions)
+
+
+def serializable(ast: exp.Expression) -> exp.Expression:
     """DuckDB serializes no statement but a SELECT, and a PIVOT whose ``ON`` columns have no
     ``IN`` list is several statements inside DuckDB (it first reads the distinct values). The
     parser is shown a twin with a one-value list per such column: same relations, one SELECT."""
-    dynamic = [p for p in ast.find_all(exp.Pivot) if p.args.get("using") and not p.args.get("unpivot")]
-    if not any(not isinstance(e, exp.In) for p in dynamic for e in p.expressions):
+    if not has_dynamic_pivot(ast):
         return ast
     twin = ast.copy()
     for pivot in twin.find_all(exp.Pivot):

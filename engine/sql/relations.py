@@ -18,6 +18,7 @@ reports an unknown table). ``confirm.py`` then asks DuckDB's own parser to agree
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ CATALOG_NAME = "colonnade"
 SCHEMA_NAME = "main"
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _PATH_LIKE = re.compile(r"[/\\.:~*?]")
+_NONCE = secrets.token_hex(6)
 
 
 def fold(name: str) -> str:
@@ -126,9 +128,23 @@ def _bind_catalog_table(table: exp.Table, resolve_table: Callable[[str], str]) -
     _keep_alias(table)
     table.set("catalog", None)
     table.set("db", None)
-    table.set("this", exp.to_identifier(canonical, quoted=True))
+    table.set("this", exp.to_identifier(placeholder(canonical), quoted=True))
     table.meta[CATALOG_TABLE] = canonical
     return canonical
+
+
+def placeholder(table: str) -> str:
+    """The name a catalog table has in a validated query's text until its version is known.
+    Unguessable (a per-process nonce), so client text cannot spell it; any left unreplaced
+    makes DuckDB's parser disagree and the query is refused."""
+    return f"colonnade_{_NONCE}_{table}"
+
+
+def substitute(text: str, relations: Mapping[str, str]) -> str:
+    """``text`` with each catalog table's placeholder replaced by its engine relation name."""
+    for table, relation in relations.items():
+        text = text.replace(f'"{placeholder(table)}"', '"' + relation.replace('"', '""') + '"')
+    return text
 
 
 def _keep_alias(table: exp.Table) -> None:

@@ -17,11 +17,11 @@ from sqlglot import exp
 
 from engine.errors import SqlSyntaxError, StatementNotAllowed, UnsupportedQuery
 from engine.sql.checks import check_nodes
-from engine.sql.confirm import confirm_relations
+from engine.sql.confirm import confirm_relations, has_dynamic_pivot, serializable
 from engine.sql.introspection import CatalogTable, as_query, render_views
 from engine.sql.params import check_params, count_params
 from engine.sql.parse import DIALECT, check_brackets, parse_statement
-from engine.sql.relations import bind_relations, render_relations
+from engine.sql.relations import bind_relations, render_relations, substitute
 
 _ALLOWED_ROOTS = (exp.Query, exp.Values)
 
@@ -33,6 +33,7 @@ class ValidatedQuery:
 
     text: str  # what the client sent
     ast: exp.Expression  # the query itself (any prefix stripped)
+    body: str  # its DuckDB text, catalog tables still placeholders (``relations.placeholder``)
     prefix: str  # "", "EXPLAIN", "EXPLAIN ANALYZE", "DESCRIBE" or "SUMMARIZE": put before the query
     tables: tuple[str, ...]  # catalog spellings of every table it reads, sorted
     ctes: Mapping[str, str]  # generated CTE name -> the client's name
@@ -40,36 +41,42 @@ class ValidatedQuery:
     volatile: bool  # reads the clock or a random source: never served from a cache
     engine: str | None = None  # the engine that must run it (introspection), if any
     views: bool = False  # reads catalog views (information_schema): rendered per token
-    # Rendered (AST, text) by relation names: a validated query is reused across requests (the
-    # request path memoises validation), and rendering costs a millisecond or two.
-    _rendered: dict[tuple[tuple[str, str], ...], tuple[exp.Expression, str]] = field(
-        default_factory=dict, compare=False, repr=False
-    )
+    # Confirmed DuckDB texts by relation names: a validated query is reused across requests
+    # (the request path memoises validation), and each table version renders once.
+    _texts: dict[tuple[tuple[str, str], ...], str] = field(default_factory=dict, compare=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     @property
     def explain(self) -> str:
         return self.prefix if self.prefix.startswith("EXPLAIN") else ""
 
-    def render(
-        self, relations: Mapping[str, str], catalog: Callable[[], Iterable[CatalogTable]] = tuple
-    ) -> tuple[exp.Expression, str]:
-        """What an engine runs: the AST whose catalog tables read ``relations`` (engine relation
-        names) and whose catalog views hold ``catalog`` (what the token may see), and its
-        DuckDB text with the prefix, confirmed by DuckDB's parser before it is handed out."""
+    def render(self, relations: Mapping[str, str], catalog: Callable[[], Iterable[CatalogTable]] = tuple) -> str:
+        """The DuckDB text an engine runs, prefix included, confirmed by DuckDB's parser:
+        catalog tables read ``relations`` (engine relation names), catalog views hold
+        ``catalog`` (what the token may see)."""
         key = tuple(sorted(relations.items()))
         with self._lock:
-            hit = None if self.views else self._rendered.get(key)
-        if hit is not None:
-            return hit
-        ast = render_views(render_relations(self.ast, relations), catalog)
-        confirm_relations(ast, {t: relations[t] for t in self.tables}, self.ctes)
-        body = ast.sql(dialect=DIALECT)
-        rendered = ast, f"{self.prefix} {body}" if self.prefix else body
+            text = None if self.views else self._texts.get(key)
+        if text is not None:
+            return text
+        if self.views or has_dynamic_pivot(self.ast):  # rare: through the AST
+            ast = self.engine_ast(relations, catalog)
+            body = ast.sql(dialect=DIALECT)
+            confirm_relations(serializable(ast).sql(dialect=DIALECT), relations, self.ctes)
+        else:  # the hot path: a few string replacements, no copy of the tree
+            body = substitute(self.body, relations)
+            confirm_relations(body, relations, self.ctes)
+        text = f"{self.prefix} {body}" if self.prefix else body
         if not self.views:
             with self._lock:
-                self._rendered[key] = rendered
-        return rendered
+                self._texts[key] = text
+        return text
+
+    def engine_ast(
+        self, relations: Mapping[str, str], catalog: Callable[[], Iterable[CatalogTable]] = tuple
+    ) -> exp.Expression:
+        """A copy of the AST as engines run it (engines that rewrite it further: Polars, Spark)."""
+        return render_views(render_relations(self.ast, relations), catalog)
 
     def check_params(self, params: Sequence[Any] | None) -> list[Any]:
         return check_params(self.param_count, params)
@@ -96,10 +103,12 @@ def validate(
         raise StatementNotAllowed(f"{root.key.upper()} statements are not allowed: only read-only queries run here")
     volatile = check_nodes(root)
     bound = bind_relations(root, resolve_table)
-    check_brackets(root.sql(dialect=DIALECT))
+    body = root.sql(dialect=DIALECT)
+    check_brackets(body)  # placeholders for table names change no bracket
     return ValidatedQuery(
         text,
         root,
+        body,
         statement.prefix or parsed.explain,
         bound.tables,
         bound.ctes,
