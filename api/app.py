@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
@@ -12,8 +14,10 @@ from litestar.openapi import OpenAPIConfig
 
 from api import console, routes
 from api.guard import RequestGuard
+from api.metrics import Metrics
+from api.operations import RUNTIME_DIR_ENV, Operations
 from api.problems import EXCEPTION_HANDLERS
-from api.query import ELAPSED_HEADER, QueryService
+from api.query import ELAPSED_HEADER, QUERY_ID_HEADER, QueryService
 from engine import __version__
 from engine.config import Settings, load_settings
 from engine.database import Database
@@ -25,13 +29,18 @@ log = logging.getLogger("colonnade.api")
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings if settings is not None else load_settings()
+    if settings.server.metrics not in ("admin", "open", "off"):
+        raise ConfigError(f"[server] metrics must be admin, open or off, got {settings.server.metrics!r}")
 
     configure_logging()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         db = Database(settings=settings)
-        service = QueryService(db)
+        runtime = os.environ.get(RUNTIME_DIR_ENV)
+        ops = Operations(Metrics(), Path(runtime) if runtime else None)
+        ops.start()
+        service = QueryService(db, ops)
         service.bind_loop()
         app.state.db, app.state.service = db, service
         app.state.tokens = TokenStore(settings.tokens_file) if settings.auth_enabled() else None
@@ -41,6 +50,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             yield
         finally:
             service.close()
+            ops.close()
             db.close()
 
     # Leave room for JSON around a maximal SQL text; past this Litestar answers 413 itself.
@@ -54,13 +64,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
         routes.table_rows,
         routes.sql_get,
         routes.sql_post,
+        routes.list_queries,
+        routes.cancel_query,
+        routes.metrics,
         console.index,
         console.static_files,
     ]
     cors = CORSConfig(
         allow_origins=settings.server.cors_origins,
         allow_headers=["Authorization", "Content-Type"],
-        expose_headers=["ETag", ELAPSED_HEADER],
+        expose_headers=["ETag", ELAPSED_HEADER, QUERY_ID_HEADER],
     )
     return Litestar(
         route_handlers=handlers,

@@ -39,6 +39,8 @@ def colonnade_error(request: Request, exc: ColonnadeError) -> Response:
         headers["Retry-After"] = str(problem.pop("retry_after"))
     if problem["code"] == "unauthorized":
         headers["WWW-Authenticate"] = 'Bearer realm="colonnade"'
+    if "query_id" in problem:
+        headers["X-Colonnade-Query-Id"] = str(problem["query_id"])
     if problem["status"] >= 500 or not exc.public_detail:
         log.error("%s %s failed: %s", request.method, request.url.path, exc.detail)
     return problem_response(problem, headers)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import time
 import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -25,6 +24,7 @@ from litestar import Request, Response
 from litestar.response import Stream
 
 from api.cache import ResultCache, etag_for
+from api.operations import Operations, QueryRecord
 from engine.backends.base import QueryControl
 from engine.database import Database
 from engine.errors import ColonnadeError, Overloaded, QueryCancelled
@@ -34,7 +34,7 @@ from engine.result import Result
 from engine.tokens import Token
 
 ELAPSED_HEADER = "X-Colonnade-Elapsed-Ms"
-query_log = logging.getLogger("colonnade.query")
+QUERY_ID_HEADER = "X-Colonnade-Query-Id"
 
 
 @dataclass
@@ -48,37 +48,10 @@ class QueryRequest:
     token: Token | None = None
 
 
-class QueryLogEntry:
-    """One structured line per query: who, what, how much, how long, how it ended.
-    The token's name is logged, never its secret; the SQL text is not logged either."""
-
-    def __init__(self, q: QueryRequest) -> None:
-        self.started = time.perf_counter()
-        self.fields: dict[str, Any] = {
-            "token": q.token.name if q.token else None,
-            "engine": q.engine,
-            "format": q.fmt,
-            "tables": [],
-        }
-        self._done = False
-
-    def finish(self, outcome: str, **fields: Any) -> None:
-        if self._done:
-            return
-        self._done = True
-        record = {
-            "ts": round(time.time(), 3),
-            **self.fields,
-            **fields,
-            "outcome": outcome,
-            "ms": round((time.perf_counter() - self.started) * 1000, 3),
-        }
-        query_log.info(json.dumps(record, separators=(",", ":")))
-
-
 class QueryService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, ops: Operations) -> None:
         self.db = db
+        self.ops = ops
         limits = db.settings.limits
         self.max_concurrent = max(1, limits.max_concurrent_queries)
         self.max_queued = max(0, limits.max_queued_queries)
@@ -101,28 +74,33 @@ class QueryService:
     # -- the request path ------------------------------------------------------------------
 
     async def respond(self, request: Request, q: QueryRequest) -> Response:
-        entry = QueryLogEntry(q)
+        record = self.ops.begin(q.token.name if q.token else None, q.engine, q.fmt)
         try:
-            return await self._respond(request, q, entry)
+            response = await self._respond(request, q, record)
         except ColonnadeError as exc:
-            entry.finish(exc.code, **({"tables": exc.extra["tables"]} if "tables" in exc.extra else {}))
+            if "tables" in exc.extra:  # a refusal names the tables the query tried
+                record.tables = list(exc.extra["tables"])
+            self.ops.finish(record, exc.code)
+            exc.extra.setdefault("query_id", record.id)  # the problem body and its header
             raise
         except BaseException:
-            entry.finish("cancelled")
+            self.ops.finish(record, "cancelled")
             raise
+        response.headers[QUERY_ID_HEADER] = record.id
+        return response
 
-    async def _respond(self, request: Request, q: QueryRequest, entry: QueryLogEntry) -> Response:
+    async def _respond(self, request: Request, q: QueryRequest, record: QueryRecord) -> Response:
         started = time.perf_counter()
         # A query whose text was validated before is prepared at once, outside any slot: a
         # cache hit or a 304 never waits behind running queries.
         prepared = await self.run_blocking(self._prepare_validated, q)
-        if prepared is not None and (cached := self._cached(request, q, prepared, entry, started)) is not None:
+        if prepared is not None and (cached := self._cached(request, q, prepared, record, started)) is not None:
             return cached
-        await self._acquire_slot()
-        running = await self._start(request, prepared, q)
+        await self._acquire_slot(record)
+        running = await self._start(request, prepared, q, record)
         # New text was validated inside the slot, under the query's timeout (validation can be
         # as costly as a query): the cache may answer now.
-        if prepared is None and (cached := self._cached(request, q, running.prepared, entry, started)) is not None:
+        if prepared is None and (cached := self._cached(request, q, running.prepared, record, started)) is not None:
             self.pool.submit(running.cleanup)
             return cached
         if running.first is _NOT_STARTED:
@@ -132,23 +110,23 @@ class QueryService:
         headers = {ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}", "X-Colonnade-Cache": "miss"}
         if etag is not None:
             headers["ETag"] = etag
-        relay = self._relay(running, key if running.prepared.cacheable else None, entry)
+        relay = self._relay(running, key if running.prepared.cacheable else None, record)
         # An async generator that is never started never runs its finally block (the client may
         # vanish before the response body starts): free the engine and the slot when it is dropped.
-        weakref.finalize(relay, self._abandon, running, entry)
+        weakref.finalize(relay, self._abandon, running, record)
         return Stream(relay, media_type=MEDIA_TYPES[q.fmt], headers=headers)
 
     def _cached(
-        self, request: Request, q: QueryRequest, prepared: PreparedQuery, entry: QueryLogEntry, started: float
+        self, request: Request, q: QueryRequest, prepared: PreparedQuery, record: QueryRecord, started: float
     ) -> Response | None:
         """A 304 or a cache hit for ``prepared``, or None when the engine must run it."""
-        entry.fields["tables"] = list(prepared.tables)
+        record.tables = list(prepared.tables)
         if not prepared.cacheable:  # volatile queries: no cache, no ETag
             return None
         key = self._key(prepared, q)
         etag = etag_for(key) if q.cacheable else None
         if etag is not None and etag in _if_none_match(request):
-            entry.finish("ok", cache="not_modified", rows=None, bytes=0)
+            self.ops.finish(record, "ok", cache="not_modified", rows=None, bytes=0)
             return Response(b"", status_code=304, headers={"ETag": etag})
         hit = self.cache.get(key)
         if hit is None:
@@ -156,19 +134,19 @@ class QueryService:
         headers = {ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}", "X-Colonnade-Cache": "hit"}
         if etag is not None:
             headers["ETag"] = etag
-        entry.finish("ok", cache="hit", rows=None, bytes=len(hit.body))
+        self.ops.finish(record, "ok", cache="hit", rows=None, bytes=len(hit.body))
         return Response(hit.body, media_type=hit.media_type, headers=headers)
 
     def _key(self, prepared: PreparedQuery, q: QueryRequest) -> str:
         limits = self.db.settings.limits
         return prepared.key(q.fmt, limits.max_result_rows, limits.max_result_bytes)
 
-    def _abandon(self, stream: _RunningStream, entry: QueryLogEntry) -> None:
+    def _abandon(self, stream: _RunningStream, record: QueryRecord) -> None:
         """Idempotent: after a normal end every step here is already done and does nothing."""
         if stream.relayed or stream.released:
             return
         stream.cancel()
-        entry.finish("cancelled")
+        self.ops.finish(record, "cancelled")
         with contextlib.suppress(RuntimeError):  # the pool is gone when the server is stopping
             self.pool.submit(stream.cleanup)
 
@@ -178,25 +156,47 @@ class QueryService:
     def _prepare(self, q: QueryRequest) -> PreparedQuery:
         return self.db.prepare(q.sql, q.params, engine=q.engine, token=q.token)
 
-    async def _acquire_slot(self) -> None:
+    async def _acquire_slot(self, record: QueryRecord) -> None:
+        """Wait for a query slot; an operator's cancel takes the query out of the queue."""
         if self._slots.locked() and self._waiting >= self.max_queued:
             raise Overloaded(
                 f"{self.max_concurrent} queries are running and {self._waiting} are waiting; try again shortly",
                 retry_after=1,
             )
         self._waiting += 1
+        self.ops.metrics.queued.inc()
+        acquire = asyncio.ensure_future(self._slots.acquire())
+        cancelled = asyncio.ensure_future(record.cancelled.wait())
+        acquired = False
         try:
-            await self._slots.acquire()
-        finally:
+            await asyncio.wait({acquire, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+            acquired = acquire.done() and not acquire.cancelled() and not record.cancelled.is_set()
+        finally:  # also when the request itself is cancelled while it waits
             self._waiting -= 1
+            self.ops.metrics.queued.dec()
+            cancelled.cancel()
+            if not acquired:
+                if acquire.done() and not acquire.cancelled():
+                    self._slots.release()
+                else:
+                    acquire.cancel()
+        if not acquired:
+            raise QueryCancelled("the query was cancelled while it waited for a slot")
+        self.ops.metrics.busy.inc()
 
-    async def _start(self, request: Request, prepared: PreparedQuery | None, q: QueryRequest) -> _RunningStream:
+    def release_slot(self) -> None:
+        self.ops.metrics.busy.dec()
+        self._slots.release()
+
+    async def _start(
+        self, request: Request, prepared: PreparedQuery | None, q: QueryRequest, record: QueryRecord
+    ) -> _RunningStream:
         """In the pool, watching for hang-ups: validate new text (under the timeout), then, if
         the cache cannot answer, start the engine and produce the first chunk. From here on the
         slot is released by ``_RunningStream.cleanup``, whatever happens."""
         limits = self.db.settings.limits
         timeout = limits.query_timeout_s if q.timeout_s is None else min(q.timeout_s, limits.query_timeout_s)
-        running = _RunningStream(self, prepared, q, timeout)
+        running = _RunningStream(self, prepared, q, timeout, record)
         await self._in_pool(request, running, running.prepare if prepared is None else running.start)
         return running
 
@@ -221,11 +221,12 @@ class QueryService:
         finally:
             gone.cancel()
 
-    async def _relay(self, running: _RunningStream, key: str | None, entry: QueryLogEntry) -> AsyncIterator[bytes]:
+    async def _relay(self, running: _RunningStream, key: str | None, record: QueryRecord) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         kept: list[bytes] | None = [] if key is not None else None
         sent = 0
         outcome = "cancelled"  # unless the stream ends or fails below
+        record.state = "streaming"
         try:
             chunk = running.first
             while chunk is not None:
@@ -246,7 +247,9 @@ class QueryService:
         finally:
             if outcome != "ok":
                 running.cancel()
-            entry.finish(outcome, cache="miss", rows=running.result.rows if running.result else None, bytes=sent)
+            self.ops.finish(
+                record, outcome, cache="miss", rows=running.result.rows if running.result else None, bytes=sent
+            )
             running.relayed = True
             self.pool.submit(running.cleanup)
 
@@ -259,9 +262,15 @@ class _RunningStream:
     encoder — driven from pool threads, under one timeout from the slot on."""
 
     def __init__(
-        self, service: QueryService, prepared: PreparedQuery | None, q: QueryRequest, timeout_s: float
+        self,
+        service: QueryService,
+        prepared: PreparedQuery | None,
+        q: QueryRequest,
+        timeout_s: float,
+        record: QueryRecord,
     ) -> None:
         self.service = service
+        self.record = record
         self._prepared = prepared
         self.q = q
         self.result: Result | None = None
@@ -271,6 +280,8 @@ class _RunningStream:
         self.released = False
         self.relayed = False  # the response body ran (and its finally block cleans up)
         self.control = QueryControl(timeout_s)  # exists before the engine starts: cancel works at once
+        record.cancel_engine = self.cancel
+        record.rows = lambda: self.result.rows if self.result is not None else None
 
     @property
     def prepared(self) -> PreparedQuery:
@@ -283,11 +294,14 @@ class _RunningStream:
 
     def prepare(self) -> None:
         """Validate new text: it counts against the query's timeout like the engine's work."""
+        self.record.state = "validating"
         self._prepared = self.service._prepare(self.q)
+        self.record.tables = list(self._prepared.tables)
         self.control.check()
 
     def start(self) -> None:
         limits = self.service.db.settings.limits
+        self.record.state = "running"
         self.result = self.service.db.execute(self.prepared, control=self.control)
         batches = _prefetched(self.result.reader())
         self.chunks = encode(
@@ -321,7 +335,7 @@ class _RunningStream:
         if self.result is not None:
             self.result.close()
         assert self.service.loop is not None
-        self.service.loop.call_soon_threadsafe(self.service._slots.release)
+        self.service.loop.call_soon_threadsafe(self.service.release_slot)
 
 
 def _prefetched(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:

@@ -11,18 +11,19 @@ from typing import Any
 
 import msgspec
 import pyarrow as pa
-from litestar import Request, Response, get, post
+from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
 
 from api.auth import authenticate
 from api.cache import cache_key, etag_for
+from api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from api.query import QueryRequest, QueryService, _if_none_match, parse_params
 from engine.catalog import TableSnapshot
 from engine.database import Database
-from engine.errors import InvalidRequest, QueryTooLarge, TableNotFound
+from engine.errors import InvalidRequest, NotFound, QueryTooLarge, TableNotFound
 from engine.formats import MEDIA_TYPES, negotiate
 from engine.rest import compile_rest
-from engine.tokens import Token
+from engine.tokens import Token, check_admin
 
 
 class SqlBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -212,3 +213,36 @@ async def sql_post(request: Request, state: State) -> Response:
         token=token,
     )
     return await _service(state).respond(request, q)
+
+
+# -- operations -------------------------------------------------------------------------------
+
+
+@get("/api/queries", tags=["operations"])
+async def list_queries(request: Request, state: State) -> Response:
+    """Running and queued queries of every worker (admin token): id, token name, engine,
+    tables, state, elapsed, rows so far."""
+    check_admin(authenticate(request))
+    queries = await _service(state).run_blocking(_service(state).ops.running)
+    return Response({"queries": queries}, headers={"Cache-Control": "no-store"})
+
+
+@delete("/api/queries/{query_id:str}", tags=["operations"], status_code=202)
+async def cancel_query(request: Request, state: State, query_id: str) -> Response:
+    """Cancel one query (admin token): it stops in its engine, whichever worker runs it."""
+    check_admin(authenticate(request))
+    if not await _service(state).run_blocking(_service(state).ops.cancel, query_id):
+        raise NotFound(f"no running or queued query has the id {query_id!r}")
+    return Response({"id": query_id, "cancelled": True}, status_code=202)
+
+
+@get("/metrics", tags=["operations"], media_type=METRICS_CONTENT_TYPE)
+async def metrics(request: Request, state: State) -> Response:
+    """Prometheus text format, summed over the workers ([server] metrics: admin, open, off)."""
+    mode = state.db.settings.server.metrics
+    if mode == "off":
+        raise NotFound("metrics are off ([server] metrics)")
+    if mode != "open":
+        check_admin(authenticate(request))
+    body = await _service(state).run_blocking(_service(state).ops.metrics.exposition)
+    return Response(body, media_type=METRICS_CONTENT_TYPE)

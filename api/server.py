@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
+from api.metrics import MULTIPROC_ENV
+from api.operations import RUNTIME_DIR_ENV
 from engine.config import Settings, engine_resources
 
 # How uvicorn runs the app; bench/hello_app.py is served with the very same options.
@@ -65,11 +69,17 @@ def run(settings: Settings) -> None:
 
     Catalog(settings.data_dir, settings.tables)  # fail fast, with one clear line, on a bad data dir
     os.environ.update(worker_environment(settings))
-    uvicorn.run(
-        "api.server:create_worker_app",
-        factory=True,
-        host=settings.server.host,
-        port=settings.server.port,
-        workers=settings.server.workers if settings.server.workers > 1 else None,
-        **UVICORN_OPTIONS,
-    )
+    # What workers share: the running-queries registry and the metrics (api/operations.py,
+    # api/metrics.py). Made before any worker starts, gone when the server stops.
+    with tempfile.TemporaryDirectory(prefix="colonnade-run-") as runtime:
+        (Path(runtime) / "metrics").mkdir()
+        os.environ[RUNTIME_DIR_ENV] = runtime
+        os.environ[MULTIPROC_ENV] = str(Path(runtime) / "metrics")
+        uvicorn.run(
+            "api.server:create_worker_app",
+            factory=True,
+            host=settings.server.host,
+            port=settings.server.port,
+            workers=settings.server.workers if settings.server.workers > 1 else None,
+            **UVICORN_OPTIONS,
+        )

@@ -32,6 +32,8 @@ class ServerSettings:
     # Host names served besides loopback ones ("*": any). With auth off only loopback names
     # are served by default: a DNS-rebinding page cannot reach the server under its own name.
     allowed_hosts: list[str] = field(default_factory=list)
+    # GET /metrics: "admin" (an admin token when auth is on), "open", or "off".
+    metrics: str = "admin"
     engine: str = "duckdb"  # the default engine: duckdb, polars, spark or auto
 
 

@@ -1,0 +1,77 @@
+"""Prometheus metrics, correct with several workers.
+
+``colonnade serve`` gives the workers one directory (``PROMETHEUS_MULTIPROC_DIR``, inside the
+runtime directory) before any of them imports ``prometheus_client``; each worker writes its
+samples there and ``/metrics``, whichever worker answers it, adds them up (prometheus_client's
+multiprocess mode). Without that directory (one process) the metrics are the process's own.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Latency buckets from a cached point query (~1 ms) to a long analytical one.
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        # Imported here, not at the top: prometheus_client picks its storage when first imported,
+        # which must happen after `colonnade serve` has set MULTIPROC_ENV.
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        registry = None if self.multiprocess else CollectorRegistry()
+        kw: dict[str, Any] = {"registry": registry} if registry is not None else {}
+        self._registry = registry
+        self.queries = Counter(
+            "colonnade_queries", "Queries answered, by engine and outcome (ok or the error code)",
+            ["engine", "outcome"], **kw,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "colonnade_query_seconds", "Time from arrival to the last byte", ["engine"], buckets=_BUCKETS, **kw
+        )
+        self.rows = Counter("colonnade_result_rows", "Rows sent", ["engine"], **kw)
+        self.bytes = Counter("colonnade_result_bytes", "Bytes sent", ["engine", "format"], **kw)
+        self.cache = Counter("colonnade_cache_requests", "Result-cache lookups by result (hit, miss, not_modified)",
+                             ["result"], **kw)  # fmt: skip
+        self.busy = Gauge("colonnade_busy_slots", "Query slots in use", multiprocess_mode="livesum", **kw)
+        self.queued = Gauge("colonnade_queued_queries", "Queries waiting for a slot", multiprocess_mode="livesum", **kw)
+        self.rss = Gauge("colonnade_worker_rss_bytes", "Resident memory of each worker", ["worker"],
+                         multiprocess_mode="liveall", **kw)  # fmt: skip
+
+    def query_finished(self, engine: str, fmt: str, outcome: str, line: dict[str, Any]) -> None:
+        self.queries.labels(engine, outcome).inc()
+        self.latency.labels(engine).observe(line["ms"] / 1000)
+        if line.get("rows"):
+            self.rows.labels(engine).inc(line["rows"])
+        if line.get("bytes"):
+            self.bytes.labels(engine, fmt).inc(line["bytes"])
+        if line.get("cache"):
+            self.cache.labels(line["cache"]).inc()
+
+    def worker_rss(self, pid: int) -> None:
+        self.rss.labels(str(pid)).set(_rss_bytes())
+
+    def worker_exits(self, pid: int) -> None:
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(pid)
+
+    def exposition(self) -> bytes:
+        from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+
+        if self._registry is not None:
+            return generate_latest(self._registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
