@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from api.metrics import Metrics
+from api.priority import EnginePriority
 
 RUNTIME_DIR_ENV = "COLONNADE_RUNTIME_DIR"
 WATCH_INTERVAL_S = 0.1
@@ -84,6 +85,8 @@ class Operations:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self.priority = EnginePriority()  # on the loop's thread: the one it leaves alone
+        self.priority.apply()
         if self.dir is not None:
             self.dir.mkdir(parents=True, exist_ok=True)
         self._watcher = threading.Thread(target=self._watch, name="colonnade-operations", daemon=True)
@@ -170,9 +173,11 @@ class Operations:
     # -- the watcher thread ----------------------------------------------------------------
 
     def _watch(self) -> None:
-        """Publish this worker's queries and RSS, and take cancels addressed to it."""
+        """Publish this worker's queries and RSS, take cancels addressed to it, and keep new
+        threads below the loop's priority."""
         published = None
         while not self._stop.wait(WATCH_INTERVAL_S):
+            self.priority.apply()
             self.metrics.worker_rss(self.pid)
             if self.dir is None:
                 continue
