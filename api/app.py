@@ -13,6 +13,7 @@ from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
 
 from api import console, routes
+from api.fastpath import HitPath
 from api.guard import RequestGuard
 from api.metrics import Metrics
 from api.operations import RUNTIME_DIR_ENV, Operations
@@ -100,14 +101,13 @@ def _warn_about_tokens(store: TokenStore) -> None:
 
 
 def configure_logging() -> None:
-    """Query log lines go to stderr as they are (one JSON object per line)."""
-    for name in ("colonnade.query", "colonnade.api"):
+    """Server errors and security events go to stderr (the query log has its own writer:
+    api/operations.py)."""
+    for name in ("colonnade.api", "colonnade.security"):
         logger = logging.getLogger(name)
         if not logger.handlers:
             handler = logging.StreamHandler()
-            handler.setFormatter(
-                logging.Formatter("%(message)s" if name == "colonnade.query" else "%(levelname)s: %(message)s")
-            )
+            handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
             logger.addHandler(handler)
             logger.setLevel(logging.INFO)
             logger.propagate = False
@@ -117,7 +117,7 @@ def create_guarded_app(settings: Settings | None = None) -> RequestGuard:
     """The app behind ``RequestGuard``, which sees every request, routed or not."""
     settings = settings if settings is not None else load_settings()
     return RequestGuard(
-        create_app(settings),
+        HitPath(create_app(settings)),
         allowed_hosts=settings.server.allowed_hosts,
         loopback_only=not settings.auth_enabled(),
     )

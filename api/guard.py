@@ -46,6 +46,7 @@ class RequestGuard:
         self.allowed = {h.lower().rstrip(".") for h in allowed_hosts}
         # No list and auth on: every Host is served (tokens guard the data).
         self.check_hosts = loopback_only or bool(self.allowed)
+        self._verdicts: dict[str, bool] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -76,8 +77,13 @@ class RequestGuard:
         await self.app(scope, receive, send_with_headers)
 
     def _host_allowed(self, name: str) -> bool:
-        name = name.lower().rstrip(".")
-        return is_loopback(name) or "*" in self.allowed or name in self.allowed
+        verdict = self._verdicts.get(name)
+        if verdict is None:
+            folded = name.lower().rstrip(".")
+            verdict = is_loopback(folded) or "*" in self.allowed or folded in self.allowed
+            if len(self._verdicts) < 1024:  # clients send a handful of names; never grow unbounded
+                self._verdicts[name] = verdict
+        return verdict
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -8,7 +8,9 @@ multiprocess mode). Without that directory (one process) the metrics are the pro
 
 from __future__ import annotations
 
+import collections
 import os
+import threading
 from typing import Any
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -42,16 +44,34 @@ class Metrics:
         self.queued = Gauge("colonnade_queued_queries", "Queries waiting for a slot", multiprocess_mode="livesum", **kw)
         self.rss = Gauge("colonnade_worker_rss_bytes", "Resident memory of each worker", ["worker"],
                          multiprocess_mode="liveall", **kw)  # fmt: skip
+        self._finished: collections.deque[tuple[Any, ...]] = collections.deque()  # thread-safe appends
+        self._slots = (0, 0)
+        self._flush_lock = threading.Lock()
 
     def query_finished(self, engine: str, fmt: str, outcome: str, line: dict[str, Any]) -> None:
-        self.queries.labels(engine, outcome).inc()
-        self.latency.labels(engine).observe(line["ms"] / 1000)
-        if line.get("rows"):
-            self.rows.labels(engine).inc(line["rows"])
-        if line.get("bytes"):
-            self.bytes.labels(engine, fmt).inc(line["bytes"])
-        if line.get("cache"):
-            self.cache.labels(line["cache"]).inc()
+        """Record one query. Called on the event loop for every request, so it only queues
+        the numbers; ``flush`` (the operations watcher, and every scrape) applies them."""
+        self._finished.append((engine, fmt, outcome, line["ms"] / 1000, line.get("rows"), line.get("bytes"),
+                               line.get("cache")))  # fmt: skip
+
+    def slots(self, busy: int, queued: int) -> None:
+        self._slots = (busy, queued)
+
+    def flush(self) -> None:
+        with self._flush_lock:
+            busy, queued = self._slots
+            self.busy.set(busy)
+            self.queued.set(queued)
+            while self._finished:
+                engine, fmt, outcome, seconds, rows, sent, cache = self._finished.popleft()
+                self.queries.labels(engine, outcome).inc()
+                self.latency.labels(engine).observe(seconds)
+                if rows:
+                    self.rows.labels(engine).inc(rows)
+                if sent:
+                    self.bytes.labels(engine, fmt).inc(sent)
+                if cache:
+                    self.cache.labels(cache).inc()
 
     def worker_rss(self, pid: int) -> None:
         self.rss.labels(str(pid)).set(_rss_bytes())
@@ -65,6 +85,7 @@ class Metrics:
     def exposition(self) -> bytes:
         from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 
+        self.flush()
         if self._registry is not None:
             return generate_latest(self._registry)
         registry = CollectorRegistry()

@@ -24,6 +24,7 @@ from litestar import Request, Response
 from litestar.response import Stream
 
 from api.cache import ResultCache, etag_for
+from api.fastpath import Answered, AnsweredRequests, request_key
 from api.operations import Operations, QueryRecord
 from engine.backends.base import QueryControl
 from engine.database import Database
@@ -46,6 +47,7 @@ class QueryRequest:
     timeout_s: float | None
     cacheable: bool  # GETs: ETag + 304; all: the result cache
     token: Token | None = None
+    request_key: str | None = None  # the request's identity for the hit path (api/fastpath.py)
 
 
 class QueryService:
@@ -57,8 +59,10 @@ class QueryService:
         self.max_queued = max(0, limits.max_queued_queries)
         self.pool = ThreadPoolExecutor(self.max_concurrent + 2, thread_name_prefix="colonnade-query")
         self.cache = ResultCache(db.settings.cache.max_bytes, db.settings.cache.ttl_s)
+        self.answered = AnsweredRequests()
         self._slots = asyncio.Semaphore(self.max_concurrent)
         self._waiting = 0
+        self._busy = 0
         self.loop: asyncio.AbstractEventLoop | None = None  # set at startup
 
     def bind_loop(self) -> None:
@@ -75,6 +79,7 @@ class QueryService:
 
     async def respond(self, request: Request, q: QueryRequest) -> Response:
         record = self.ops.begin(q.token.name if q.token else None, q.engine, q.fmt)
+        q.request_key = request_key(request.scope)
         try:
             response = await self._respond(request, q, record)
         except ColonnadeError as exc:
@@ -131,11 +136,19 @@ class QueryService:
         hit = self.cache.get(key)
         if hit is None:
             return None
+        self._answered(q, prepared, key, etag)
         headers = {ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}", "X-Colonnade-Cache": "hit"}
         if etag is not None:
             headers["ETag"] = etag
         self.ops.finish(record, "ok", cache="hit", rows=None, bytes=len(hit.body))
         return Response(hit.body, media_type=hit.media_type, headers=headers)
+
+    def _answered(self, q: QueryRequest, prepared: PreparedQuery, key: str, etag: str | None) -> None:
+        """Let the hit path answer this request again while its tables keep their versions.
+        Not a query over catalog views: its answer changes when tables come and go."""
+        if not prepared.query.views:
+            versions = tuple((name, snap.fingerprint) for name, snap in prepared.tables.items())
+            self.answered.remember(q.request_key, Answered(key, etag, versions, prepared.engine, q.fmt))
 
     def _key(self, prepared: PreparedQuery, q: QueryRequest) -> str:
         limits = self.db.settings.limits
@@ -164,7 +177,7 @@ class QueryService:
                 retry_after=1,
             )
         self._waiting += 1
-        self.ops.metrics.queued.inc()
+        self._report_slots()
         acquire = asyncio.ensure_future(self._slots.acquire())
         cancelled = asyncio.ensure_future(record.cancelled.wait())
         acquired = False
@@ -173,7 +186,7 @@ class QueryService:
             acquired = acquire.done() and not acquire.cancelled() and not record.cancelled.is_set()
         finally:  # also when the request itself is cancelled while it waits
             self._waiting -= 1
-            self.ops.metrics.queued.dec()
+            self._report_slots()
             cancelled.cancel()
             if not acquired:
                 if acquire.done() and not acquire.cancelled():
@@ -182,11 +195,16 @@ class QueryService:
                     acquire.cancel()
         if not acquired:
             raise QueryCancelled("the query was cancelled while it waited for a slot")
-        self.ops.metrics.busy.inc()
+        self._busy += 1
+        self._report_slots()
 
     def release_slot(self) -> None:
-        self.ops.metrics.busy.dec()
+        self._busy -= 1
         self._slots.release()
+        self._report_slots()
+
+    def _report_slots(self) -> None:
+        self.ops.metrics.slots(self._busy, self._waiting)
 
     async def _start(
         self, request: Request, prepared: PreparedQuery | None, q: QueryRequest, record: QueryRecord
@@ -241,6 +259,7 @@ class QueryService:
             outcome = "ok"
             if kept is not None and key is not None:
                 self.cache.put(key, b"".join(kept), MEDIA_TYPES[running.q.fmt], running.result.elapsed_ms)
+                self._answered(running.q, running.prepared, key, etag_for(key) if running.q.cacheable else None)
         except ColonnadeError as exc:  # mid-stream: the status is sent already; the body is cut
             outcome = exc.code
             raise

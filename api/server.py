@@ -13,7 +13,8 @@ from api.operations import RUNTIME_DIR_ENV
 from engine.config import Settings, engine_resources
 
 # How uvicorn runs the app; bench/hello_app.py is served with the very same options.
-UVICORN_OPTIONS: dict = {"log_level": "info", "timeout_graceful_shutdown": 5}
+# No access log: every query has its own line in the query log (api/operations.py).
+UVICORN_OPTIONS: dict = {"log_level": "info", "access_log": False, "timeout_graceful_shutdown": 5}
 
 
 def enable_tcp_nodelay() -> None:

@@ -40,6 +40,7 @@ _EXTENSIONS = {
     ".feather": "arrow",
 }
 EXTERNAL_FINGERPRINT_TTL_S = 1.0
+RACY_MTIME_NS = 1_000_000_000  # an mtime this recent may hide a commit made in the same tick
 
 
 def check_table_name(name: str) -> str:
@@ -101,7 +102,8 @@ class Catalog:
             check_table_name(table.name)
             self._external[table.name.lower()] = table
         self._lock = threading.Lock()
-        self._managed: dict[str, TableSnapshot] = {}
+        self._data_dir_str = str(self.data_dir)  # the hit path stats a log dir per request: no pathlib
+        self._managed: dict[str, tuple[int, TableSnapshot]] = {}  # name -> (log dir mtime, snapshot)
         self._external_cache: dict[str, tuple[float, TableSnapshot]] = {}
 
     # -- listing ---------------------------------------------------------------------------
@@ -167,15 +169,25 @@ class Catalog:
         }
 
     def _managed_snapshot(self, name: str) -> TableSnapshot:
-        path = self.data_dir / name
-        latest = latest_delta_version(path)
+        """The table at its latest version. A commit adds a file to ``_delta_log``, which moves
+        the directory's mtime: while the mtime is the one seen with the cached version, one
+        ``stat`` proves nothing was committed since. An mtime from the last second proves
+        nothing (a second commit in the same clock tick leaves it equal: "racy git"), so then
+        the log is listed."""
+        try:
+            mtime = os.stat(f"{self._data_dir_str}/{name}/{DELTA_LOG}").st_mtime_ns
+        except FileNotFoundError:
+            raise TableNotFound(f"table {name!r} does not exist", table=name) from None
         with self._lock:
             cached = self._managed.get(name)
-            if cached is not None and cached.version == latest:
-                return cached
-        snap = load_delta_snapshot(name, path)
+        if cached is not None and cached[0] == mtime and time.time_ns() - mtime > RACY_MTIME_NS:
+            return cached[1]
+        path = self.data_dir / name
+        latest = latest_delta_version(path)
+        fresh = cached is not None and cached[1].version == latest
+        snap = cached[1] if fresh and cached is not None else load_delta_snapshot(name, path)
         with self._lock:
-            self._managed[name] = snap
+            self._managed[name] = (mtime, snap)
         return snap
 
     def _external_snapshot(self, table: ExternalTable) -> TableSnapshot:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -29,6 +30,17 @@ class Server:
 
     def client(self, **kwargs) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=60, **kwargs)
+
+    def query_log(self, *, after: int = 0, count: int | None = None, timeout: float = 30) -> list[dict]:
+        """The query log's lines (JSON objects) past the first ``after``; with ``count``, waits
+        until that many are there (a thread of the server writes them)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.log.read_text(errors="replace").splitlines()
+            entries = [json.loads(line) for line in lines if line.startswith("{") and '"outcome"' in line][after:]
+            if count is None or len(entries) >= count or time.monotonic() > deadline:
+                return entries
+            time.sleep(0.05)
 
 
 def free_port() -> int:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -106,12 +106,18 @@ def test_tokens_are_stored_hashed_and_secrets_never_logged(secured) -> None:
     server, tokens = secured
     get(server, "/api/sql", tokens["reader"], q="SELECT count(*) FROM events")
     stored = (server.data_dir / ".colonnade" / "tokens.json").read_text()
+
+    def mine() -> list[dict]:
+        return [e for e in server.query_log() if e["token"] == "reader" and e["tables"] == ["events"]]
+
+    deadline = time.monotonic() + 30
+    while not mine() and time.monotonic() < deadline:  # the server's log writer is a thread
+        time.sleep(0.05)
     log = server.log.read_text()
     for secret in tokens.values():
         assert secret not in stored and secret not in log
-    entries = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
-    mine = [e for e in entries if e["token"] == "reader" and e["tables"] == ["events"]]
-    assert mine and mine[-1]["outcome"] == "ok" and mine[-1]["rows"] == 1 and mine[-1]["ms"] >= 0
+    entries = server.query_log()
+    assert mine() and mine()[-1]["outcome"] == "ok" and mine()[-1]["rows"] == 1 and mine()[-1]["ms"] >= 0
     assert any(e["outcome"] == "forbidden" for e in entries)
 
 

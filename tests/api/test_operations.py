@@ -4,7 +4,6 @@ every worker did."""
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
@@ -20,11 +19,6 @@ from tests.api.test_auth import create_token
 from tests.api.test_errors import assert_engine_idle
 
 HEAVY = "SELECT sum(hash(a.range * b.range)) AS h FROM range(300000) a, range(300000) b"
-
-
-def log_lines(server: Server) -> list[dict]:
-    lines = server.log.read_text(errors="replace").splitlines()
-    return [json.loads(line) for line in lines if line.startswith("{") and '"outcome"' in line]
 
 
 def wait_for(predicate, timeout: float = 30.0):  # type: ignore[no-untyped-def]
@@ -66,7 +60,8 @@ def test_every_query_response_carries_the_id_the_log_uses(http: httpx.Client, se
     ids = [r.headers["x-colonnade-query-id"] for r in (ok, hit, bad)]
     assert len(set(ids)) == 3 and all(re.fullmatch(r"[0-9a-f]+-\d+", i) for i in ids)
     assert bad.json()["query_id"] == ids[2]
-    logged = {line["id"]: line for line in log_lines(server)}
+    wait_for(lambda: {ids[2]} <= {line["id"] for line in server.query_log()})
+    logged = {line["id"]: line for line in server.query_log()}
     assert logged[ids[0]]["cache"] == "miss" and logged[ids[1]]["cache"] == "hit"
     assert logged[ids[2]]["outcome"] == "table_not_found"
 

@@ -70,15 +70,10 @@ def query(server: Server, secret: str, sql: str, engine: str) -> httpx.Response:
         return client.post("/api/sql", params={"engine": engine}, json={"sql": sql})
 
 
-def log_lines(server: Server) -> list[dict]:
-    lines = server.log.read_text(errors="replace").splitlines()
-    return [json.loads(line) for line in lines if line.startswith("{") and '"outcome"' in line]
-
-
 @pytest.mark.parametrize("engine", ENGINES)
 def test_no_shape_reaches_another_table_or_the_token_store(secured: Server, vault: Vault, engine: str) -> None:
     before = _disk(vault)
-    logged = len(log_lines(secured))
+    logged = len(secured.query_log())
     for sql in attacks(vault):
         vault.arm()
         response = query(secured, vault.reader_secret, sql, engine)
@@ -89,7 +84,7 @@ def test_no_shape_reaches_another_table_or_the_token_store(secured: Server, vaul
         assert not vault.files_read(), (sql, vault.files_read())
     # Nothing new on disk (the canaries' atimes were put back by arm(); sizes and mtimes hold).
     assert _disk(vault) == before
-    entries = log_lines(secured)[logged:]
+    entries = secured.query_log(after=logged, count=len(attacks(vault)))
     assert len(entries) == len(attacks(vault))
     assert all(entry["token"] == "reader" and entry["outcome"] != "ok" for entry in entries)
     # A query refused for its grants names the tables it tried.
@@ -119,7 +114,7 @@ def test_introspection_shows_only_granted_tables(secured: Server, vault: Vault, 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_granted_shapes_run_and_the_log_names_their_tables(secured: Server, vault: Vault, engine: str) -> None:
     """The same shapes over the granted table run, and the log names what they read."""
-    logged = len(log_lines(secured))
+    logged = len(secured.query_log())
     sql = (
         'WITH RECURSIVE "keys"(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM "keys" WHERE n < 3), '
         f'"{KELVIN}eys" AS (SELECT * FROM granted) '
@@ -128,7 +123,7 @@ def test_granted_shapes_run_and_the_log_names_their_tables(secured: Server, vaul
     response = query(secured, vault.reader_secret, sql, engine)
     assert response.status_code == 200, response.text
     assert response.json()["rows"] == [{"k": 3, "g": 12}]
-    (entry,) = log_lines(secured)[logged:]
+    (entry,) = secured.query_log(after=logged, count=1)
     assert entry["tables"] == [GRANTED] and entry["outcome"] == "ok"
 
 
