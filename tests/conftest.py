@@ -21,9 +21,16 @@ def tpch_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# Engine timeouts in tests are sized for a busy machine: a test that wants a timeout sets one.
+TEST_QUERY_TIMEOUT_S = "600"
+
+
 @pytest.fixture(scope="session")
 def db(tpch_dir: Path) -> Iterator[engine.Database]:
-    database = engine.Database(tpch_dir)
+    from engine.config import load_settings
+
+    settings = load_settings(environ={"COLONNADE_LIMITS_QUERY_TIMEOUT_S": TEST_QUERY_TIMEOUT_S})
+    database = engine.Database(tpch_dir, settings=settings)
     yield database
     database.close()
 
@@ -43,7 +50,9 @@ def spark_remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def spark_db(tpch_dir: Path, spark_remote: str) -> Iterator[engine.Database]:
     from engine.config import load_settings
 
-    settings = load_settings(environ={"COLONNADE_SPARK_REMOTE": spark_remote})
+    settings = load_settings(
+        environ={"COLONNADE_SPARK_REMOTE": spark_remote, "COLONNADE_LIMITS_QUERY_TIMEOUT_S": TEST_QUERY_TIMEOUT_S}
+    )
     database = engine.Database(tpch_dir, settings=settings)
     yield database
     database.close()

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from engine.processes import stop_process_group
+from tests.conftest import TEST_QUERY_TIMEOUT_S
 
 COLONNADE = str(Path(sys.executable).parent / "colonnade")
 
@@ -56,6 +57,8 @@ def serve(
     """Run ``colonnade serve`` in ``cwd`` (default: beside the data dir, never the repository)."""
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("COLONNADE_")}
+    # Sized for a busy machine (tests/conftest.py): a test that wants a timeout sets one.
+    environ["COLONNADE_LIMITS_QUERY_TIMEOUT_S"] = TEST_QUERY_TIMEOUT_S
     environ.update(env or {})
     cmd = [
         COLONNADE,

@@ -9,13 +9,15 @@ import httpx
 
 from tests.api.conftest import serve
 
-HEAVY = "SELECT sum(hash(a.range * b.range)) FROM range(40000) a, range(40000) b"
+# Longer than any test waits for it on any machine: each run ends at its own timeout (a 504),
+# so no verdict here depends on how fast the machine is.
+HEAVY = {"sql": "SELECT sum(hash(a.range * b.range)) FROM range(400000) a, range(400000) b", "timeout_s": 6}
 
 
 def test_health_answers_while_every_slot_is_busy(mutable_dir) -> None:
     env = {"COLONNADE_LIMITS_MAX_CONCURRENT_QUERIES": "2", "COLONNADE_LIMITS_MAX_QUEUED_QUERIES": "8"}
     with serve(mutable_dir, env=env) as server, ThreadPoolExecutor(4) as pool:
-        busy = [pool.submit(httpx.post, f"{server.url}/api/sql", content=HEAVY, timeout=60) for _ in range(4)]
+        busy = [pool.submit(httpx.post, f"{server.url}/api/sql", json=HEAVY, timeout=120) for _ in range(4)]
         time.sleep(0.5)
         latencies = []
         for _ in range(20):
@@ -24,16 +26,18 @@ def test_health_answers_while_every_slot_is_busy(mutable_dir) -> None:
             latencies.append(time.perf_counter() - started)
         assert not all(f.done() for f in busy), "the heavy queries should still be running"
         assert max(latencies) < 0.5, latencies
-        assert all(f.result().status_code == 200 for f in busy)
+        assert [f.result().status_code for f in busy] == [504] * 4
 
 
 def test_overload_is_429_with_retry_after(mutable_dir) -> None:
     env = {"COLONNADE_LIMITS_MAX_CONCURRENT_QUERIES": "1", "COLONNADE_LIMITS_MAX_QUEUED_QUERIES": "1"}
     with serve(mutable_dir, env=env) as server, ThreadPoolExecutor(6) as pool:
-        futures = [pool.submit(httpx.post, f"{server.url}/api/sql", content=HEAVY, timeout=60) for _ in range(6)]
+        futures = [pool.submit(httpx.post, f"{server.url}/api/sql", json=HEAVY, timeout=120) for _ in range(6)]
         responses = [f.result() for f in futures]
     statuses = sorted(r.status_code for r in responses)
-    assert statuses.count(200) >= 2 and 429 in statuses, statuses
+    # One runs, one waits, the rest are refused at once (how many arrive before the first
+    # takes its slot depends on scheduling, so only the bounds are pinned).
+    assert statuses.count(504) >= 2 and 429 in statuses and set(statuses) <= {429, 504}, statuses
     refused = next(r for r in responses if r.status_code == 429)
     assert refused.json()["code"] == "overloaded" and int(refused.headers["retry-after"]) >= 1
 
