@@ -15,6 +15,7 @@ from litestar.openapi import OpenAPIConfig
 from api import console, routes
 from api.fastpath import HitPath
 from api.guard import RequestGuard
+from api.head import HeadAsGet
 from api.metrics import Metrics
 from api.operations import RUNTIME_DIR_ENV, Operations
 from api.problems import EXCEPTION_HANDLERS
@@ -117,7 +118,7 @@ def create_guarded_app(settings: Settings | None = None) -> RequestGuard:
     """The app behind ``RequestGuard``, which sees every request, routed or not."""
     settings = settings if settings is not None else load_settings()
     return RequestGuard(
-        HitPath(create_app(settings)),
+        HeadAsGet(HitPath(create_app(settings))),
         allowed_hosts=settings.server.allowed_hosts,
         loopback_only=not settings.auth_enabled(),
     )

@@ -31,6 +31,13 @@ def etag_for(key: str) -> str:
     return f'"{key[:32]}"'
 
 
+def weak(etag: str) -> str:
+    """A query result's ETag is weak: a query whose row order is not fixed may give other bytes
+    when run again, so the tag promises the same answer, not the same bytes (only stored
+    files, api/results.py, have strong ones)."""
+    return f"W/{etag}"
+
+
 class ResultCache:
     def __init__(self, max_bytes: int, ttl_s: float) -> None:
         self.max_bytes = max_bytes

@@ -44,9 +44,7 @@ SECURITY_HEADERS = {
 async def index() -> Response:
     # Read per request: a few KB, and an edited page shows up without a restart.
     page = (STATIC_DIR / "index.html").read_bytes()
-    return Response(
-        page, media_type="text/html; charset=utf-8", headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"}
-    )
+    return Response(page, media_type="text/html", headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"})
 
 
 async def _secure(response: ASGIResponse) -> ASGIResponse:

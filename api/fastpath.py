@@ -23,6 +23,8 @@ from typing import Any
 
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from api.cache import weak
+from api.head import HEAD_SCOPE_KEY
 from engine.errors import ColonnadeError
 
 FAST_PATHS = ("/api/sql",)
@@ -43,7 +45,7 @@ class Answered:
 
 def request_key(scope: Scope) -> str | None:
     """The identity of a GET whose answer may be served again, or None."""
-    if scope.get("method") != "GET" or scope.get("path") not in FAST_PATHS:
+    if scope.get("method") != "GET" or scope.get("path") not in FAST_PATHS or scope.get(HEAD_SCOPE_KEY):
         return None
     accept = authorization = b""
     for name, value in scope.get("headers", ()):
@@ -51,7 +53,7 @@ def request_key(scope: Scope) -> str | None:
             accept = value
         elif name == b"authorization":
             authorization = value
-        elif name == b"origin":
+        elif name in (b"origin", b"range", b"if-range"):  # CORS, or a part of a file: the app's
             return None
     digest = hashlib.sha256()
     for part in (scope["path"].encode(), scope.get("query_string", b""), accept, authorization):
@@ -127,7 +129,7 @@ class HitPath:
         if media_type is not None:
             headers.append((b"content-type", media_type.encode()))
         if etag is not None:
-            headers.append((b"etag", etag.encode()))
+            headers.append((b"etag", weak(etag).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         cache = "hit" if status == 200 else "not_modified"

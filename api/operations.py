@@ -111,6 +111,7 @@ class Operations:
         self._records: dict[str, QueryRecord] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.runtime_dir = runtime_dir
         self.dir = runtime_dir / "queries" if runtime_dir is not None else None
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None

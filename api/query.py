@@ -23,12 +23,14 @@ import pyarrow as pa
 from litestar import Request, Response
 from litestar.response import Stream
 
-from api.cache import ResultCache, etag_for
+from api.cache import ResultCache, etag_for, weak
 from api.fastpath import Answered, AnsweredRequests, request_key
+from api.head import HEAD_SCOPE_KEY
 from api.operations import Operations, QueryRecord
+from api.results import RANGEABLE, ResultStore, StoredResult, answer_file, content_disposition, file_body
 from engine.backends.base import QueryControl
 from engine.database import Database
-from engine.errors import ColonnadeError, Overloaded, QueryCancelled
+from engine.errors import ColonnadeError, Overloaded, QueryCancelled, ResultTooLarge
 from engine.formats import MEDIA_TYPES, encode
 from engine.prepared import PreparedQuery
 from engine.result import Result
@@ -48,6 +50,7 @@ class QueryRequest:
     cacheable: bool  # GETs: ETag + 304; all: the result cache
     token: Token | None = None
     request_key: str | None = None  # the request's identity for the hit path (api/fastpath.py)
+    name: str | None = None  # what a download is called: the table of /rows; "query-<key>" else
 
 
 class QueryService:
@@ -59,6 +62,9 @@ class QueryService:
         self.max_queued = max(0, limits.max_queued_queries)
         self.pool = ThreadPoolExecutor(self.max_concurrent + 2, thread_name_prefix="colonnade-query")
         self.cache = ResultCache(db.settings.cache.max_bytes, db.settings.cache.ttl_s)
+        self.results = ResultStore(
+            ops.runtime_dir / "results" if ops.runtime_dir else None, db.settings.cache.result_store_bytes
+        )
         self.answered = AnsweredRequests()
         self._slots = asyncio.Semaphore(self.max_concurrent)
         self._waiting = 0
@@ -97,29 +103,104 @@ class QueryService:
     async def _respond(self, request: Request, q: QueryRequest, record: QueryRecord) -> Response:
         started = time.perf_counter()
         # A query whose text was validated before is prepared at once, outside any slot: a
-        # cache hit or a 304 never waits behind running queries.
+        # cache hit, a stored file or a 304 never waits behind running queries.
         prepared = await self.run_blocking(self._prepare_validated, q)
-        if prepared is not None and (cached := self._cached(request, q, prepared, record, started)) is not None:
-            return cached
+        if prepared is not None and (answer := await self._answer(request, q, prepared, record, started)) is not None:
+            return answer
         await self._acquire_slot(record)
         running = await self._start(request, prepared, q, record)
         # New text was validated inside the slot, under the query's timeout (validation can be
         # as costly as a query): the cache may answer now.
-        if prepared is None and (cached := self._cached(request, q, running.prepared, record, started)) is not None:
+        if prepared is None and (answer := await self._answer(request, q, running.prepared, record, started)):
             self.pool.submit(running.cleanup)
-            return cached
+            return answer
         if running.first is _NOT_STARTED:
-            await self._first_chunk(request, running)
+            await self._in_pool(request, running, running.start)
+        if _wants_file(request, q, running.prepared):
+            return await self._materialize(request, running, record, started)
         key = running.key
         etag = etag_for(key) if running.prepared.cacheable and q.cacheable else None
         headers = {ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}", "X-Colonnade-Cache": "miss"}
         if etag is not None:
-            headers["ETag"] = etag
+            headers["ETag"] = weak(etag)
+        if q.fmt != "json":
+            headers["Content-Disposition"] = content_disposition(self._file_name(q, key), q.fmt)
         relay = self._relay(running, key if running.prepared.cacheable else None, record)
         # An async generator that is never started never runs its finally block (the client may
         # vanish before the response body starts): free the engine and the slot when it is dropped.
         weakref.finalize(relay, self._abandon, running, record)
         return Stream(relay, media_type=MEDIA_TYPES[q.fmt], headers=headers)
+
+    async def _answer(
+        self, request: Request, q: QueryRequest, prepared: PreparedQuery, record: QueryRecord, started: float
+    ) -> Response | None:
+        """A 304, a cache hit or a stored file for ``prepared``; None when the engine must run it.
+        A request for a length or a range is answered from the store only."""
+        wants_file = _wants_file(request, q, prepared)
+        if not wants_file and (cached := self._cached(request, q, prepared, record, started)) is not None:
+            return cached
+        if q.fmt not in RANGEABLE or not prepared.cacheable:
+            return None
+        record.tables = list(prepared.tables)
+        stored = await self.run_blocking(self.results.get, self._key(prepared, q), q.fmt)
+        return None if stored is None else self._stored(request, q, stored, record, started, "stored")
+
+    async def _materialize(
+        self, request: Request, running: _RunningStream, record: QueryRecord, started: float
+    ) -> Response:
+        """Run the query into the result store (in the pool, under its timeout, in its slot),
+        then answer from the file: what a HEAD or a Range needs."""
+        try:
+            stored = await self._in_pool(request, running, running.store)
+        finally:
+            self.pool.submit(running.cleanup)
+        if stored is None:
+            raise ResultTooLarge(
+                f"the result is larger than the result store ([cache] result_store_bytes = "
+                f"{self.results.max_bytes}), so it cannot be served by ranges; GET it without a Range header"
+            )
+        return self._stored(request, running.q, stored, record, started, "miss", rows=running.result_rows)
+
+    def _stored(
+        self,
+        request: Request,
+        q: QueryRequest,
+        stored: StoredResult,
+        record: QueryRecord,
+        started: float,
+        cache: str,
+        rows: int | None = None,
+    ) -> Response:
+        media_type = MEDIA_TYPES[q.fmt]
+        answer = answer_file(
+            stored,
+            media_type,
+            head=bool(request.scope.get(HEAD_SCOPE_KEY)),
+            range_header=request.headers.get("range"),
+            if_range=request.headers.get("if-range"),
+            if_none_match=_if_none_match(request),
+        )
+        headers = {
+            **answer.headers,
+            ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}",
+            "X-Colonnade-Cache": cache,
+            "Content-Disposition": content_disposition(self._file_name(q, self._key_of(stored)), q.fmt),
+        }
+        sent = sum(last - first + 1 for first, last in answer.parts)
+        self.ops.finish(record, "ok", cache=cache, rows=rows, bytes=sent, status=answer.status)
+        body = file_body(stored, answer, media_type) if answer.parts else b""
+        media = headers.pop("Content-Type", media_type)
+        if answer.parts:  # Litestar reads a sync iterator in a thread: file reads stay off the loop
+            return Stream(body, status_code=answer.status, media_type=media, headers=headers)
+        return Response(b"", status_code=answer.status, media_type=media, headers=headers)
+
+    @staticmethod
+    def _key_of(stored: StoredResult) -> str:
+        return stored.path.name.split("-", 1)[0]
+
+    @staticmethod
+    def _file_name(q: QueryRequest, key: str) -> str:
+        return q.name or f"query-{key[:8]}"
 
     def _cached(
         self, request: Request, q: QueryRequest, prepared: PreparedQuery, record: QueryRecord, started: float
@@ -132,14 +213,14 @@ class QueryService:
         etag = etag_for(key) if q.cacheable else None
         if etag is not None and etag in _if_none_match(request):
             self.ops.finish(record, "ok", cache="not_modified", rows=None, bytes=0)
-            return Response(b"", status_code=304, headers={"ETag": etag})
+            return Response(b"", status_code=304, headers={"ETag": weak(etag)})
         hit = self.cache.get(key)
         if hit is None:
             return None
         self._answered(q, prepared, key, etag)
         headers = {ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}", "X-Colonnade-Cache": "hit"}
         if etag is not None:
-            headers["ETag"] = etag
+            headers["ETag"] = weak(etag)
         self.ops.finish(record, "ok", cache="hit", rows=None, bytes=len(hit.body))
         return Response(hit.body, media_type=hit.media_type, headers=headers)
 
@@ -221,7 +302,7 @@ class QueryService:
     async def _first_chunk(self, request: Request, running: _RunningStream) -> None:
         await self._in_pool(request, running, running.start)
 
-    async def _in_pool(self, request: Request, running: _RunningStream, step: Any) -> None:
+    async def _in_pool(self, request: Request, running: _RunningStream, step: Any) -> Any:
         """Run ``step`` of ``running`` in the pool; a client that leaves meanwhile cancels it."""
         started = self.pool.submit(step)
         first = asyncio.wrap_future(started)
@@ -230,7 +311,7 @@ class QueryService:
             done, _ = await asyncio.wait({first, gone}, return_when=asyncio.FIRST_COMPLETED)
             if first not in done:  # the client left while the engine was still working
                 raise QueryCancelled("the client disconnected")
-            first.result()  # a validation or engine error becomes its problem response
+            return first.result()  # a validation or engine error becomes its problem response
         except BaseException:
             running.cancel()
             first.add_done_callback(_consume)  # its error was handled, or nobody is left to tell
@@ -333,6 +414,23 @@ class _RunningStream:
         )
         self.first = next(self.chunks, None)
 
+    @property
+    def result_rows(self) -> int | None:
+        return self.result.rows if self.result is not None else None
+
+    def store(self) -> StoredResult | None:
+        """Every chunk into the result store (a pool thread: file writes stay off the loop)."""
+        self.record.state = "streaming"
+        first = self.first if self.first is not _NOT_STARTED else None
+
+        def chunks() -> Iterator[bytes]:
+            if first is not None:
+                yield first
+            while (chunk := self.next_chunk()) is not None:
+                yield chunk
+
+        return self.service.results.put(self.key, self.q.fmt, chunks())
+
     def next_chunk(self) -> bytes | None:
         assert self.chunks is not None
         return next(self.chunks, None)
@@ -401,3 +499,10 @@ def parse_params(raw: str | None) -> list[Any] | None:
     if not isinstance(value, list):
         raise InvalidParameters("params must be a JSON array")
     return value
+
+
+def _wants_file(request: Request, q: QueryRequest, prepared: PreparedQuery) -> bool:
+    """A request that needs the result's length or a part of it: answered from a file."""
+    if q.fmt not in RANGEABLE or not prepared.cacheable:
+        return False
+    return bool(request.scope.get(HEAD_SCOPE_KEY)) or "range" in request.headers or "if-range" in request.headers

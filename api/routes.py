@@ -117,7 +117,8 @@ async def _snapshot(request: Request, state: State, name: str) -> tuple[TableSna
     try:
         snap = await _service(state).run_blocking(state.db.table, name)
     except TableNotFound as exc:
-        raise TableNotFound(exc.detail, status=404, table=name) from None
+        detail = exc.detail + state.db.did_you_mean(name, token)
+        raise TableNotFound(detail, status=404, table=name) from exc
     if token is not None:
         token.check_tables([snap.name])
     return snap, token
@@ -154,7 +155,7 @@ async def table_rows(request: Request, state: State, name: str) -> Response:
     fmt = _format(request)
     rest = compile_rest(snap.name, snap.schema, request.query_params.multi_items())
     engine = request.query_params.get("engine") or state.db.settings.server.engine
-    q = QueryRequest(rest.sql, rest.params, engine, fmt, None, cacheable=True, token=token)
+    q = QueryRequest(rest.sql, rest.params, engine, fmt, None, cacheable=True, token=token, name=snap.name)
     return await _service(state).respond(request, q)
 
 

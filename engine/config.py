@@ -70,6 +70,8 @@ class AuthSettings:
 class CacheSettings:
     max_bytes: int = 256 * 1024**2
     ttl_s: float = 300.0
+    # Parquet/Arrow/CSV results kept as files for HEAD and Range requests (api/results.py).
+    result_store_bytes: int = 2 * 1024**3
 
 
 @dataclass

@@ -7,6 +7,7 @@ It owns the catalog and one instance of each engine backend, and runs the query 
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
 import threading
@@ -20,7 +21,7 @@ import pyarrow as pa
 from engine.backends.base import Backend, QueryControl
 from engine.catalog import Catalog, TableSnapshot
 from engine.config import Settings, engine_resources, load_settings
-from engine.errors import InvalidRequest
+from engine.errors import InvalidRequest, TableNotFound
 from engine.prepared import PreparedQuery, ValidationMemo
 from engine.result import Result
 from engine.sql import ValidatedQuery, validate
@@ -120,7 +121,19 @@ class Database:
     ) -> PreparedQuery:
         """Validate and rewrite ``sql``, check the token's grants on every table it reads,
         pin those tables from one catalog read, choose the engine, check the parameters."""
-        return self._prepare(self.validate(sql), params, engine, token)
+        try:
+            query = self.validate(sql)
+        except TableNotFound as exc:
+            name = str(exc.extra.get("table", ""))
+            raise TableNotFound(exc.detail + self.did_you_mean(name, token), table=name or None) from exc
+        return self._prepare(query, params, engine, token)
+
+    def did_you_mean(self, name: str, token: Token | None = None) -> str:
+        """A hint naming the closest tables ``token`` may read (never one it may not)."""
+        visible = [n for n in self.catalog.names() if token is None or token.may_read(n)]
+        close = difflib.get_close_matches(name.lower(), [n.lower() for n in visible], n=3, cutoff=0.6)
+        names = [n for n in visible if n.lower() in close]
+        return f"; did you mean {' or '.join(repr(n) for n in names)}?" if names else ""
 
     def prepare_validated(
         self,

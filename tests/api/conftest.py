@@ -32,6 +32,16 @@ class Server:
     def client(self, **kwargs) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=60, **kwargs)
 
+    def query_log_entry(self, query_id: str, timeout: float = 30) -> dict:
+        """The query log's line for ``query_id`` (the X-Colonnade-Query-Id of a response)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for entry in self.query_log():
+                if entry.get("id") == query_id:
+                    return entry
+            time.sleep(0.05)
+        raise AssertionError(f"no query log line for {query_id}")
+
     def query_log(self, *, after: int = 0, count: int | None = None, timeout: float = 30) -> list[dict]:
         """The query log's lines (JSON objects) past the first ``after``; with ``count``, waits
         until that many are there (a thread of the server writes them)."""
