@@ -30,12 +30,14 @@ from engine.ingest.job import TARGET_FILE_BYTES, Job, ProgressFn
 from engine.ingest.plan import Plan, plan_columns, widens
 from engine.ingest.sources import FORMATS, Source, estimate_rows, open_source
 from engine.ingest.summary import IngestSummary
+from engine.ingest.types import TYPE_TABLE
 from engine.storage import WriteMode, writable_path
 
 __all__ = [
     "BATCH_ROWS",
     "FORMATS",
     "TARGET_FILE_BYTES",
+    "TYPE_TABLE",
     "IngestSummary",
     "Plan",
     "ProgressFn",

@@ -26,6 +26,7 @@ def connect(data_dir: Path, threads: int | None, memory_limit: str | None) -> It
     con = duckdb.connect(config={"threads": threads or os.cpu_count() or 2, "memory_limit": memory_limit or "1GB"})
     try:
         con.execute(f"SET temp_directory = {lit(str(spill))}")  # never spill into the cwd
+        con.execute("SET TimeZone = 'UTC'")  # zone-less text into a zoned column is UTC, whatever the machine's zone
         con.execute("SET enable_progress_bar = true")  # feeds query_progress(); nothing is printed
         con.execute("SET enable_progress_bar_print = false")
         yield con
@@ -49,6 +50,16 @@ def engine_error(exc: Exception, src: Source) -> IngestError:
     if isinstance(exc, (duckdb.ConversionException, duckdb.InvalidInputException)):
         return BadRow(f"{text}; nothing was written")
     return IngestError(f"{text}; nothing was written")
+
+
+def path_list(files: list[str]) -> str:
+    """A DuckDB list literal of ``files``, each read by its exact name: DuckDB's readers glob
+    every path they are given, so ``*``, ``?`` and ``[`` in a file name are escaped as the
+    one-character classes ``[*]``, ``[?]`` and ``[[]`` (``star*.csv`` must not read ``starA.csv``)."""
+    return "[" + ", ".join(lit(_GLOB_CHARS.sub(r"[\1]", os.path.abspath(f))) for f in files) + "]"
+
+
+_GLOB_CHARS = re.compile(r"([*?\[])")
 
 
 def lit(text: str) -> str:
