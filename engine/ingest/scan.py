@@ -86,7 +86,7 @@ def _csv(con: Any, src: Source, target: TableState, files: str, quarantine: bool
     as_text = {n: "VARCHAR" for n in stamps}
     columns = _columns(con, src, read(types if quarantine else types | as_text))
     found = {n: t for n, t in columns.items() if t in TIMESTAMP_KINDS and n not in types}
-    stamps |= found  # new timestamp columns, as the sniffer typed them
+    stamps = {n: t for n, t in stamps.items() if n in columns} | found  # and new ones, as sniffed
     if quarantine:
         return Scan(read(types), columns, zone_check=_zone_check(files, dialect, stamps) if stamps else None)
     if not stamps:
@@ -125,7 +125,7 @@ def _ndjson(con: Any, src: Source, target: TableState, files: str, opts: list[st
     except Exception as exc:
         raise engine_error(exc, src) from None
     table = _table_types(con, target)
-    types = {name: table.get(name) or stored_type(typ)[0] for name, typ in inferred.items()}
+    types = {name: table.get(name) or _json_type(typ) for name, typ in inferred.items()}
     checked = ndjson.checked(src.files, src.compression, types)
     if quarantine:  # only good lines reach the table; the bad ones are collected by another pass
         return Scan(ndjson.good_rows(checked, types), types, bad_lines=ndjson.bad_rows(checked))
@@ -134,6 +134,13 @@ def _ndjson(con: Any, src: Source, target: TableState, files: str, opts: list[st
     typed = [o for o in opts if not o.startswith("union_by_name")] + [f"columns = {_struct(read_types)}"]
     sql = f"read_json({files}, format = 'newline_delimited', {', '.join(typed)})"
     return Scan(sql, read_types, stamps, bad_lines=ndjson.bad_rows(checked))
+
+
+def _json_type(inferred: str) -> str:
+    """A JSON field's column type: as DuckDB infers it, stored as Delta stores it, except that a
+    JSON integer is a long (DuckDB infers a HUGEINT or UBIGINT past 2^62; a value past the long
+    range is then a bad line, named with its line number)."""
+    return "BIGINT" if inferred in ("HUGEINT", "UBIGINT") else stored_type(inferred)[0]
 
 
 def _struct(types: dict[str, str]) -> str:

@@ -41,11 +41,11 @@ TYPE_TABLE: tuple[TypeRule, ...] = (
     TypeRule("decimal32/64/128/256(p ≤ 38, s)", "decimal(p, s)", "kept"),
     TypeRule("decimal256(p > 38, s)", "refused", "Delta decimals hold at most 38 digits"),
     TypeRule("date32, date64", "date", "kept"),
-    TypeRule("time32, time64", "string", "ISO 8601 text HH:MM:SS[.ffffff] (Delta has no time type)"),
-    TypeRule("timestamp(s|ms|us) without zone", "timestamp_ntz", "kept, as microseconds"),
+    TypeRule("time32, time64", "string", "ISO 8601 text, e.g. 10:30:00.5 (Delta has no time type)"),
+    TypeRule("timestamp(s, ms, us) without zone", "timestamp_ntz", "kept, as microseconds"),
     TypeRule("timestamp(ns) without zone", "timestamp_ntz", "kept when whole microseconds; finer values refused"),
-    TypeRule("timestamp(s|ms|us, any zone)", "timestamp", "the same instant, in UTC"),
-    TypeRule("timestamp(ns, any zone)", "timestamp", "the same instant in UTC; sub-microsecond values refused"),
+    TypeRule("timestamp(s, ms, us) with any zone", "timestamp", "the same instant, in UTC"),
+    TypeRule("timestamp(ns) with any zone", "timestamp", "the same instant in UTC; sub-microsecond values refused"),
     TypeRule("string, large_string, string_view", "string", "kept"),
     TypeRule("binary, large_binary, binary_view, fixed_size_binary", "binary", "kept"),
     TypeRule("list, large_list, list_view, fixed_size_list of T", "array of T", "elements by these rules"),
@@ -56,7 +56,11 @@ TYPE_TABLE: tuple[TypeRule, ...] = (
     TypeRule("uuid (extension)", "string", "canonical text"),
     TypeRule("duration, interval", "refused", "Delta has no interval type: convert to a number first"),
     TypeRule("union", "refused", "Delta has no union type"),
-    TypeRule("CSV/NDJSON text", "as DuckDB infers it", "then these rules; a column mixing types is a string"),
+    TypeRule(
+        "CSV, NDJSON text",
+        "as DuckDB infers it",
+        "then these rules; a JSON field mixing types is a string of plain values",
+    ),
 )
 
 _MAX_DECIMAL_DIGITS = 38
