@@ -68,7 +68,7 @@ def test_sigkill_leaves_previous_version(table: Path, stage: str) -> None:
     orphans = parquet_files(table) - live
     assert bool(orphans) == (stage != "before_write")  # written but invisible
     done = subprocess.run(
-        [COLONNADE, "vacuum", "t", "--retain-hours", "0", "--data", str(table / "data")],
+        [COLONNADE, "vacuum", "t", "--retain-hours", "0", "--force", "--data", str(table / "data")],
         env=env(),
         capture_output=True,
         timeout=60,

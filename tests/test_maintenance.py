@@ -60,7 +60,7 @@ def test_vacuum_removes_only_unneeded_files(data: Path) -> None:
     assert len(list(table_dir.rglob("*.parquet"))) == 6
     kept = cli("vacuum", "t", data=data)  # default retention: a week, nothing old enough
     assert kept.returncode == 0 and len(list(table_dir.rglob("*.parquet"))) == 6
-    done = cli("vacuum", "t", "--retain-hours", "0", data=data)
+    done = cli("vacuum", "t", "--retain-hours", "0", "--force", data=data)
     assert done.returncode == 0, done.stderr
     assert "5 file(s) deleted" in done.stdout
     with engine.Database(data) as db:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from engine import locks
 from engine.catalog import Catalog
 from engine.errors import IngestError
 from engine.ingest.duck import BATCH_ROWS, connect
@@ -72,7 +73,9 @@ def ingest(
     quarantine = _parse_on_error(on_error)
     src = open_source(source, format, spool_dir=catalog.data_dir / ".colonnade" / "tmp")
     try:
-        with connect(catalog.data_dir, threads, memory_limit) as con:
+        # The writers lock, from before the first file is written until the commit: vacuum never
+        # takes this ingest's uncommitted files for a crashed ingest's leftovers.
+        with locks.writing(catalog.data_dir, table), connect(catalog.data_dir, threads, memory_limit) as con:
             job = Job(con, src, path, table, mode, schema_evolution, quarantine, progress)
             version, rows, rejected, written = job.run(partition_by)
     finally:
