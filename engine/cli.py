@@ -21,8 +21,9 @@ ENGINE_CHOICES = ("duckdb", "polars", "spark", "auto")
 SIGPIPE_EXIT = 128 + 13  # the shell's status for a process ended by SIGPIPE
 
 
-def fail(message: str) -> None:
-    click.echo("error: " + " ".join(message.split()), err=True)  # one line, whatever the engine said
+def fail(message: str, code: str | None = None) -> None:
+    """One line on stderr, whatever the engine said, ending with the error's stable code."""
+    click.echo("error: " + " ".join(message.split()) + (f" [{code}]" if code else ""), err=True)
     sys.exit(1)
 
 
@@ -54,9 +55,9 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
         except BrokenPipeError:
             pipe_closed()
         except TableNotFound as exc:  # say where it was looked for (the API must not: a server path)
-            fail(f"{exc.detail} in {settings.data_dir}" if settings is not None else exc.detail)
+            fail(f"{exc.detail} in {settings.data_dir}" if settings is not None else exc.detail, exc.code)
         except ColonnadeError as exc:
-            fail(exc.detail)
+            fail(exc.detail, exc.code)
         except (OSError, ValueError) as exc:
             fail(str(exc))
 

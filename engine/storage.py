@@ -329,6 +329,8 @@ def rollback(catalog: Catalog, table: str, version: int) -> int:
                 "(vacuumed); `colonnade history` lists the versions, later ones may still be whole"
             )
         dt.update_incremental()
+        if version == dt.version():
+            raise IngestError(f"table {table!r}: version {version} is the current version; nothing to roll back")
         try:
             dt.restore(version)
         except Exception as exc:  # deltalake raises several unrelated types
