@@ -158,26 +158,40 @@ def ingest(
 
     created = not settings.data_dir.exists()
     catalog = Catalog(settings.data_dir, settings.tables, create=True)
-    if created:
-        note(f"created data directory {catalog.data_dir} (set by {settings.data_dir_origin})")
     partitions = [c.strip() for c in partition_by.split(",") if c.strip()] if partition_by else None
     threads, memory = engine_resources(settings)
-    with ingest_progress(f"ingest {table}") as report:
-        summary = run_ingest(
-            catalog,
-            list(sources),
-            table,
-            format=fmt,
-            partition_by=partitions,
-            mode=mode,
-            schema_evolution=schema_evolution,
-            on_error=on_error,
-            progress=report,
-            threads=max(2, threads * max(1, settings.server.workers)),
-            memory_limit=f"{min(memory, 1024**3) // 1024**2}MB",
-        )
+    try:
+        with ingest_progress(f"ingest {table}") as report:
+            summary = run_ingest(
+                catalog,
+                list(sources),
+                table,
+                format=fmt,
+                partition_by=partitions,
+                mode=mode,
+                schema_evolution=schema_evolution,
+                on_error=on_error,
+                progress=report,
+                threads=max(2, threads * max(1, settings.server.workers)),
+                memory_limit=f"{min(memory, 1024**3) // 1024**2}MB",
+            )
+    except BaseException:
+        if created:
+            _remove_unused(catalog.data_dir)
+        raise
+    if created:  # an ingest that starts a data directory says so: it is not the one the server reads
+        note(f"created data directory {catalog.data_dir} (set by {settings.data_dir_origin})")
     record = {**summary.to_dict(), "data_dir": str(catalog.data_dir)}
     click.echo(json.dumps(record) if as_json else f"{summary} in {catalog.data_dir}")
+
+
+def _remove_unused(data_dir: Path) -> None:
+    """A data directory this failed ingest created holds only Colonnade's scratch state: remove
+    it, so that a failure leaves nothing behind."""
+    import shutil
+
+    if data_dir.is_dir() and {p.name for p in data_dir.iterdir()} <= {".colonnade"}:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 class ingest_progress:

@@ -79,8 +79,7 @@ def ingest(
             job = Job(con, src, path, table, mode, schema_evolution, quarantine, progress)
             version, rows, rejected, written = job.run(partition_by)
     finally:
-        if src.spooled is not None:
-            src.spooled.unlink(missing_ok=True)
+        src.cleanup()
     return IngestSummary(
         table=table,
         version=version,

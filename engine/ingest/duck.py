@@ -38,7 +38,7 @@ def engine_error(exc: Exception, src: Source) -> IngestError:
     """A DuckDB read error as one line that still names the file and line where DuckDB did."""
     import duckdb
 
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in src.original(str(exc)).splitlines() if ln.strip()]
     head = re.sub(r"^[A-Za-z ]+ Error: ", "", lines[0]) if lines else type(exc).__name__
     detail = next((ln for ln in lines[1:] if ln.startswith(("Error when converting", "Expected Number"))), "")
     file = next((ln.split("=", 1)[1].strip() for ln in lines if ln.startswith("file =")), "")
@@ -54,8 +54,9 @@ def engine_error(exc: Exception, src: Source) -> IngestError:
 
 def path_list(files: list[str]) -> str:
     """A DuckDB list literal of ``files``, each read by its exact name: DuckDB's readers glob
-    every path they are given, so ``*``, ``?`` and ``[`` in a file name are escaped as the
-    one-character classes ``[*]``, ``[?]`` and ``[[]`` (``star*.csv`` must not read ``starA.csv``)."""
+    every path they are given, so ``*``, ``?`` and ``[`` are escaped as the one-character classes
+    ``[*]``, ``[?]`` and ``[[]`` (``star*.csv`` must not read ``starA.csv``). Input files whose
+    paths hold these come through links (``Source.aliases``); this covers the data directory's."""
     return "[" + ", ".join(lit(_GLOB_CHARS.sub(r"[\1]", os.path.abspath(f))) for f in files) + "]"
 
 

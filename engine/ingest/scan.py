@@ -37,7 +37,7 @@ def scan(con: Any, src: Source, target: TableState, quarantine: bool) -> Scan:
     if src.data is not None:
         con.register(_SOURCE, arrow_reader(src.data))
         return _bound(con, src, Scan(ident(_SOURCE)))
-    files = path_list(src.files)
+    files = path_list(src.paths)
     if src.fmt == "csv":
         return _csv(con, src, target, files, quarantine)
     opts = [f"union_by_name = {str(len(src.files) > 1).lower()}"]
@@ -121,12 +121,12 @@ def _ndjson(con: Any, src: Source, target: TableState, files: str, opts: list[st
         )
         inferred = dict(zip(rel.columns, (str(t) for t in rel.types), strict=True))
         if inferred == {"json": "JSON"}:  # DuckDB's answer when a sampled line is not an object
-            inferred = ndjson.infer(con, src.files, src.compression)
+            inferred = ndjson.infer(con, src.paths, src.compression)
     except Exception as exc:
         raise engine_error(exc, src) from None
     table = _table_types(con, target)
     types = {name: table.get(name) or _json_type(typ) for name, typ in inferred.items()}
-    checked = ndjson.checked(src.files, src.compression, types)
+    checked = ndjson.checked(src.paths, src.compression, types)
     if quarantine:  # only good lines reach the table; the bad ones are collected by another pass
         return Scan(ndjson.good_rows(checked, types), types, bad_lines=ndjson.bad_rows(checked))
     stamps = {n: t for n, t in types.items() if t in TIMESTAMP_KINDS}

@@ -3,6 +3,7 @@ with its format, size and compression checked before DuckDB opens anything."""
 
 from __future__ import annotations
 
+import contextlib
 import glob as globlib
 import os
 import shutil
@@ -31,6 +32,30 @@ class Source:
     bytes_in: int = 0
     compression: str | None = None
     spooled: Path | None = None  # stdin copied to a temp file, deleted after the ingest
+    # file → a symlink DuckDB reads it by, for a path DuckDB would glob (``*``, ``?``, ``[``) or
+    # take apart (a backslash is a separator or an escape to it): escaped, such a path still makes
+    # DuckDB list its directory, which fails on a name with a backslash (deleted after the ingest)
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def paths(self) -> list[str]:
+        """The files as DuckDB is to open them."""
+        return [self.aliases.get(f, f) for f in self.files]
+
+    def cleanup(self) -> None:
+        if self.spooled is not None:
+            self.spooled.unlink(missing_ok=True)
+        for alias in self.aliases.values():
+            Path(alias).unlink(missing_ok=True)
+        if self.aliases:
+            with contextlib.suppress(OSError):
+                Path(next(iter(self.aliases.values()))).parent.rmdir()
+
+    def original(self, text: str) -> str:
+        """``text`` (an error message, a file column) with every alias replaced by its file."""
+        for file, alias in self.aliases.items():
+            text = text.replace(alias, file)
+        return text
 
     @property
     def typed(self) -> bool:
@@ -66,7 +91,27 @@ def open_source(source: Any, format: str | None = None, *, spool_dir: Path | Non
     src = Source(formats.pop(), files=names, spooled=spooled)
     src.bytes_in = sum(_check_file(f) for f in names)
     src.compression = _compression(src)
+    src.aliases = _aliases(names, src.fmt, spool_dir or Path(tempfile.gettempdir()))
     return src
+
+
+def _aliases(files: list[str], fmt: str, spool_dir: Path) -> dict[str, str]:
+    """Symlinks for the files DuckDB cannot open by name (see ``Source.aliases``)."""
+    awkward = [f for f in files if any(ch in f for ch in "*?[\\")]
+    if not awkward:
+        return {}
+    folder = Path(tempfile.mkdtemp(prefix="names-", dir=_mkdir(spool_dir)))
+    out = {}
+    for i, f in enumerate(awkward):
+        alias = folder / f"{i}.{fmt}"
+        alias.symlink_to(f)
+        out[f] = str(alias)
+    return out
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _expand_one(arg: str, format: str | None) -> list[tuple[str, str]]:
