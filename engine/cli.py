@@ -114,6 +114,8 @@ def serve(settings: Settings, host: str | None, port: int | None, workers: int |
     for key, value in (("host", host), ("port", port), ("workers", workers), ("engine", engine_name)):
         if value is not None:
             setattr(settings.server, key, value)
+    data = existing_data_dir(settings)
+    note(f"serving {data} (set by {settings.data_dir_origin}) on http://{settings.server.host}:{settings.server.port}")
     run(settings)
 
 
@@ -253,7 +255,9 @@ def query(settings: Settings, sql: str, engine_name: str | None, fmt: str, outpu
 
     db = open_db(settings)
     result = db.sql(sql, engine=engine_name)
-    out = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115 - closed below
+    # A buffered writer of our own on stdout: with PYTHONUNBUFFERED, sys.stdout.buffer is a raw
+    # file whose write() may write part of a chunk to a pipe whose reader left, and say nothing.
+    out = open(output or sys.stdout.fileno(), "wb", closefd=bool(output))  # noqa: SIM115 - closed below
     try:
         if fmt == "table":
             out.write(render_table(result.arrow()).encode() + b"\n")
@@ -263,10 +267,7 @@ def query(settings: Settings, sql: str, engine_name: str | None, fmt: str, outpu
             if fmt == "json":
                 out.write(b"\n")
     finally:
-        if output:
-            out.close()
-        else:
-            out.flush()
+        out.close()  # flushes; on stdout, closes our writer only
     db.close()
 
 
