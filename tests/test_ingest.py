@@ -307,7 +307,7 @@ def test_summary_line_and_gzip_named_csv(work: Path) -> None:
         line.startswith("t: 4 rows from 1 file(s),")
         and "MB in" in line
         and "MB out" in line
-        and line.endswith("→ version 1\n")
+        and line.endswith(f"→ version 1 in {work / 'data'}\n")  # and where
     )
 
 

@@ -513,6 +513,8 @@ def test_frames_that_arrow_cannot_take_fail_in_one_line(tmp_path: Path) -> None:
             db.ingest(pd.DataFrame({"td": pd.to_timedelta(["1s"])}), table="p")
         with pytest.raises(UnsupportedType, match=r"column 'd' is duration\[us\]"):
             db.ingest(pl.DataFrame({"d": [dt.timedelta(1)]}), table="p")
+        with pytest.raises(UnsupportedType, match="Polars frame cannot be converted"):
+            db.ingest(pl.DataFrame({"i": pl.Series([1], dtype=pl.Int128)}), table="p")
         assert db.tables() == []
 
 

@@ -287,7 +287,10 @@ def _as_arrow(data: Any) -> pa.RecordBatchReader | pa.Table:
         except (pa.ArrowException, ValueError, TypeError) as exc:
             raise UnsupportedType(f"the pandas frame cannot be converted to Arrow: {_one_line(exc)}") from None
     if module == "polars":
-        return data.to_arrow()
+        try:
+            return data.to_arrow()
+        except (pa.ArrowException, ValueError, TypeError) as exc:  # e.g. Int128, which Arrow lacks
+            raise UnsupportedType(f"the Polars frame cannot be converted to Arrow: {_one_line(exc)}") from None
     return pa.table(data)
 
 
@@ -312,24 +315,6 @@ def _delta_arrow(t: pa.DataType) -> pa.DataType:
     if pa.types.is_map(t):
         return pa.map_(_delta_arrow(t.key_type), t.item_field.with_type(_delta_arrow(t.item_type)))
     return t
-
-
-def delta_type_names(schema: pa.Schema) -> dict[str, str]:
-    """Each column's Delta type as delta-rs writes it in the log (``timestamp_ntz``, ``long``…)."""
-    from deltalake import Schema
-
-    return {f.name: _delta_name(f.type) for f in Schema.from_arrow(schema).fields}
-
-
-def _delta_name(t: Any) -> str:
-    kind = type(t).__name__
-    if kind == "PrimitiveType":
-        return str(t.type)
-    if kind == "ArrayType":
-        return f"array<{_delta_name(t.element_type)}>"
-    if kind == "MapType":
-        return f"map<{_delta_name(t.key_type)}, {_delta_name(t.value_type)}>"
-    return "struct<" + ", ".join(f"{f.name}: {_delta_name(f.type)}" for f in t.fields) + ">"
 
 
 def _one_line(exc: BaseException) -> str:
