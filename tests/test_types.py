@@ -526,3 +526,29 @@ def test_the_documented_table_covers_every_tested_family() -> None:
         first = rule.arrow.split(",")[0].split("(")[0].split("<")[0].split("/")[0].strip()
         assert first.split()[0] in tested, rule
         assert f"| {rule.arrow} | {rule.delta} | {rule.how} |" in readme, rule
+
+
+CLI_REFUSALS = [  # (input file, what it holds, says)
+    ("dur.parquet", pa.table({"_row": [1], "d": pa.array([1], pa.duration("s"))}), "column 'd' is duration[s]"),
+    ("big.parquet", pa.table({"_row": [1], "u": pa.array([2**64 - 1], pa.uint64())}), "18446744073709551615"),
+    ("nanos.parquet", pa.table({"_row": [1], "naive": pa.array([1], ts("ns"))}), "00:00:00.000000001"),
+    ("zoned.parquet", pa.table({"_row": [1], "naive": pa.array([1], ts("us", "UTC"))}), "(timestamp_ntz) in the table"),
+    ("naive.parquet", pa.table({"_row": [1], "zoned": pa.array([1], ts("us"))}), "(UTC) in the table but has none"),
+]
+
+
+@pytest.mark.parametrize(("name", "table", "says"), CLI_REFUSALS, ids=[c[0] for c in CLI_REFUSALS])
+def test_refusals_are_one_line_from_the_cli(db: Any, tmp_path: Path, name: str, table: pa.Table, says: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    pq.write_table(table, tmp_path / name)
+    before = table_files(db.catalog.data_dir / "t")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLONNADE_")}
+    cmd = [str(Path(sys.executable).parent / "colonnade"), "ingest", str(tmp_path / name), "--table", "t"]
+    cmd += ["--data", str(db.catalog.data_dir), "--schema-evolution", "add-columns"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert says in done.stderr and "Traceback" not in done.stderr and done.stdout == ""
+    assert table_files(db.catalog.data_dir / "t") == before
