@@ -27,7 +27,7 @@ from engine.errors import DataDirError, InvalidTableName, TableNotFound
 TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 DELTA_LOG = "_delta_log"
 _COMMIT_FILE = re.compile(r"(\d{20})\.json\Z")
-_EXTENSIONS = {
+EXTENSIONS = {
     ".parquet": "parquet",
     ".pq": "parquet",
     ".csv": "csv",
@@ -53,7 +53,7 @@ def check_table_name(name: str) -> str:
 
 
 def format_from_path(path: str) -> str | None:
-    return _EXTENSIONS.get(Path(path.rstrip("/*")).suffix.lower())
+    return EXTENSIONS.get(Path(path.rstrip("/*")).suffix.lower())
 
 
 @dataclass(frozen=True)
@@ -287,7 +287,7 @@ def _expand(uri: str, fmt: str) -> list[str]:
     if any(ch in uri for ch in "*?["):
         return sorted(p for p in globlib.glob(str(path), recursive=True) if os.path.isfile(p))
     if path.is_dir():
-        suffixes = {ext for ext, f in _EXTENSIONS.items() if f == fmt}
+        suffixes = {ext for ext, f in EXTENSIONS.items() if f == fmt}
         return sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
     return [str(path.resolve())] if path.is_file() else []
 

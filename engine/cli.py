@@ -1,49 +1,98 @@
-"""The ``colonnade`` command line. Exit codes: 0 ok, 1 user error (one line on stderr), 2 usage."""
+"""The ``colonnade`` command line. Exit codes: 0 ok, 1 user error (one line on stderr), 2 usage,
+141 (128 + SIGPIPE) when the reader of its output went away (``colonnade history t | head -1``)."""
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import click
 
 from engine.config import Settings, load_settings
-from engine.errors import ColonnadeError
+from engine.errors import ColonnadeError, TableNotFound
 
 OUTPUT_FORMATS = ("table", "csv", "json", "ndjson", "parquet", "arrow")
 ENGINE_CHOICES = ("duckdb", "polars", "spark", "auto")
+SIGPIPE_EXIT = 128 + 13  # the shell's status for a process ended by SIGPIPE
 
 
-def fail(message: str) -> None:
-    click.echo("error: " + " ".join(message.split()), err=True)  # one line, whatever the engine said
+def fail(message: str, code: str | None = None) -> None:
+    """One line on stderr, whatever the engine said, ending with the error's stable code."""
+    click.echo("error: " + " ".join(message.split()) + (f" [{code}]" if code else ""), err=True)
     sys.exit(1)
+
+
+def pipe_closed() -> None:
+    """The reader of stdout went away: stop quietly, as ``cat`` does. Point stdout at /dev/null
+    so that the interpreter's last flush does not print the broken pipe either."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    sys.exit(SIGPIPE_EXIT)
 
 
 def common(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--data`` and ``--config`` on every command; errors become one line and exit 1."""
 
-    @click.option("--data", "data_dir", type=click.Path(file_okay=False), help="Data directory (default ./data).")
+    @click.option(
+        "--data",
+        "data_dir",
+        type=click.Path(file_okay=False),
+        help="Data directory (else $COLONNADE_DATA_DIR, else [data] dir in the config, else ./data).",
+    )
     @click.option("--config", "config", type=click.Path(dir_okay=False), help="Config file (default ./colonnade.toml).")
     @functools.wraps(fn)
     def wrapper(*args: Any, data_dir: str | None, config: str | None, **kwargs: Any) -> Any:
+        settings = None
         try:
             settings = load_settings(config, overrides={"data": {"dir": data_dir}})
             return fn(settings, *args, **kwargs)
+        except BrokenPipeError:
+            pipe_closed()
+        except TableNotFound as exc:  # say where it was looked for (the API must not: a server path)
+            fail(f"{exc.detail} in {settings.data_dir}" if settings is not None else exc.detail, exc.code)
         except ColonnadeError as exc:
-            fail(exc.detail)
+            fail(exc.detail, exc.code)
         except (OSError, ValueError) as exc:
             fail(str(exc))
 
     return wrapper
 
 
-def open_db(settings: Settings, *, create: bool = False):
+def existing_data_dir(settings: Settings) -> Path:
+    """The data directory a command reads, refused in one line naming where it came from."""
+    from engine.errors import DataDirError
+
+    path = settings.data_dir
+    if not path.is_dir():
+        what = "is not a directory" if path.exists() else "does not exist"
+        raise DataDirError(
+            f"data directory {path} {what} (set by {settings.data_dir_origin}); "
+            "pass --data DIR or set COLONNADE_DATA_DIR"
+        )
+    return path
+
+
+def open_db(settings: Settings):
     from engine.database import Database
 
-    return Database(settings=settings, create=create)
+    existing_data_dir(settings)
+    return Database(settings=settings)
+
+
+def note(text: str) -> None:
+    """A line for the person at the terminal, on stderr: stdout stays the command's data."""
+    click.echo(text, err=True)
+
+
+def emit_json_lines(records: Iterable[dict[str, Any]]) -> None:
+    for record in records:
+        click.echo(json.dumps(record, default=str, ensure_ascii=False))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -65,6 +114,8 @@ def serve(settings: Settings, host: str | None, port: int | None, workers: int |
     for key, value in (("host", host), ("port", port), ("workers", workers), ("engine", engine_name)):
         if value is not None:
             setattr(settings.server, key, value)
+    data = existing_data_dir(settings)
+    note(f"serving {data} (set by {settings.data_dir_origin}) on http://{settings.server.host}:{settings.server.port}")
     run(settings)
 
 
@@ -107,24 +158,42 @@ def ingest(
     from engine.config import engine_resources
     from engine.ingest import ingest as run_ingest
 
+    created = not settings.data_dir.exists()
     catalog = Catalog(settings.data_dir, settings.tables, create=True)
     partitions = [c.strip() for c in partition_by.split(",") if c.strip()] if partition_by else None
     threads, memory = engine_resources(settings)
-    with ingest_progress(f"ingest {table}") as report:
-        summary = run_ingest(
-            catalog,
-            list(sources),
-            table,
-            format=fmt,
-            partition_by=partitions,
-            mode=mode,
-            schema_evolution=schema_evolution,
-            on_error=on_error,
-            progress=report,
-            threads=max(2, threads * max(1, settings.server.workers)),
-            memory_limit=f"{min(memory, 1024**3) // 1024**2}MB",
-        )
-    click.echo(json.dumps(summary.to_dict()) if as_json else str(summary))
+    try:
+        with ingest_progress(f"ingest {table}") as report:
+            summary = run_ingest(
+                catalog,
+                list(sources),
+                table,
+                format=fmt,
+                partition_by=partitions,
+                mode=mode,
+                schema_evolution=schema_evolution,
+                on_error=on_error,
+                progress=report,
+                threads=max(2, threads * max(1, settings.server.workers)),
+                memory_limit=f"{min(memory, 1024**3) // 1024**2}MB",
+            )
+    except BaseException:
+        if created:
+            _remove_unused(catalog.data_dir)
+        raise
+    if created:  # an ingest that starts a data directory says so: it is not the one the server reads
+        note(f"created data directory {catalog.data_dir} (set by {settings.data_dir_origin})")
+    record = {**summary.to_dict(), "data_dir": str(catalog.data_dir)}
+    click.echo(json.dumps(record) if as_json else f"{summary} in {catalog.data_dir}")
+
+
+def _remove_unused(data_dir: Path) -> None:
+    """A data directory this failed ingest created holds only Colonnade's scratch state: remove
+    it, so that a failure leaves nothing behind."""
+    import shutil
+
+    if data_dir.is_dir() and {p.name for p in data_dir.iterdir()} <= {".colonnade"}:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 class ingest_progress:
@@ -186,7 +255,9 @@ def query(settings: Settings, sql: str, engine_name: str | None, fmt: str, outpu
 
     db = open_db(settings)
     result = db.sql(sql, engine=engine_name)
-    out = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115 - closed below
+    # A buffered writer of our own on stdout: with PYTHONUNBUFFERED, sys.stdout.buffer is a raw
+    # file whose write() may write part of a chunk to a pipe whose reader left, and say nothing.
+    out = open(output or sys.stdout.fileno(), "wb", closefd=bool(output))  # noqa: SIM115 - closed below
     try:
         if fmt == "table":
             out.write(render_table(result.arrow()).encode() + b"\n")
@@ -196,10 +267,7 @@ def query(settings: Settings, sql: str, engine_name: str | None, fmt: str, outpu
             if fmt == "json":
                 out.write(b"\n")
     finally:
-        if output:
-            out.close()
-        else:
-            out.flush()
+        out.close()  # flushes; on stdout, closes our writer only
     db.close()
 
 
@@ -213,42 +281,67 @@ def render_table(table: Any) -> str:
 
 @main.command()
 @common
-def tables(settings: Settings) -> None:
-    """List tables."""
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per table.")
+def tables(settings: Settings, as_json: bool) -> None:
+    """List tables: name, kind, version, rows."""
     db = open_db(settings)
-    for name in db.tables():
-        snap = db.table(name)
+    snaps = [db.table(name) for name in db.tables()]
+    if as_json:
+        emit_json_lines(
+            {
+                "name": s.name,
+                "kind": s.kind,
+                "version": s.version,
+                "row_count": s.row_count,
+                "columns": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in s.schema],
+            }
+            for s in snaps
+        )
+        return
+    for snap in snaps:
         rows = "" if snap.row_count is None else f"{snap.row_count:,} rows"
         version = "" if snap.version is None else f"v{snap.version}"
-        click.echo(f"{name}\t{snap.kind}\t{version}\t{rows}")
+        click.echo(f"{snap.name}\t{snap.kind}\t{version}\t{rows}")
+    note(f"{len(snaps)} table(s) in {settings.data_dir}")
 
 
 @main.command()
 @common
 @click.argument("name")
-def schema(settings: Settings, name: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per column.")
+def schema(settings: Settings, name: str, as_json: bool) -> None:
     """Show a table's columns and types."""
     snap = open_db(settings).table(name)
-    for field in snap.schema:
-        part = "\t(partition)" if field.name in snap.partitions else ""
-        click.echo(f"{field.name}\t{field.type}{'' if field.nullable else ' not null'}{part}")
+    columns = [
+        {"name": f.name, "type": str(f.type), "nullable": f.nullable, "partition": f.name in snap.partitions}
+        for f in snap.schema
+    ]
+    if as_json:
+        emit_json_lines(columns)
+        return
+    for c in columns:
+        part = "\t(partition)" if c["partition"] else ""
+        click.echo(f"{c['name']}\t{c['type']}{'' if c['nullable'] else ' not null'}{part}")
+    note(f"{snap.name} in {settings.data_dir}: {len(columns)} column(s), version {snap.version}")
 
 
 @main.command()
 @common
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per version.")
 def history(settings: Settings, name: str, as_json: bool) -> None:
     """Show the versions of a managed table: version, time, operation, rows added."""
     from engine.storage import history as table_history
 
-    for entry in table_history(open_catalog(settings), name):
-        if as_json:
-            click.echo(json.dumps(entry, default=str))
-            continue
+    entries = table_history(open_catalog(settings), name)
+    if as_json:
+        emit_json_lines(entries)
+        return
+    for entry in entries:
         when = _iso(entry["timestamp"])
         rows = "" if entry["rows_added"] is None else f"rows_added={entry['rows_added']}"
         click.echo(f"v{entry['version']}\t{when}\t{entry['operation']}\t{rows}")
+    note(f"{name} in {settings.data_dir}: {len(entries)} version(s)")
 
 
 @main.command()
@@ -263,24 +356,35 @@ def compact(settings: Settings, name: str, target_size: str) -> None:
     with progress(1, f"compacting {name}") as advance:
         out = compact_table(open_catalog(settings), name, parse_size(target_size))
         advance("done")
-    click.echo(f"{name}: {out['files_removed']} file(s) compacted into {out['files_added']} → version {out['version']}")
+    click.echo(
+        f"{name}: {out['files_removed']} file(s) compacted into {out['files_added']} → version {out['version']} "
+        f"in {settings.data_dir}"
+    )
 
 
 @main.command()
 @common
 @click.argument("name")
 @click.option(
-    "--retain-hours", type=float, default=168.0, show_default=True, help="Keep files versions this recent need."
+    "--retain-hours",
+    type=float,
+    default=168.0,
+    show_default=True,
+    help="Keep the files the versions of the last H hours need (below 168 only with --force).",
 )
 @click.option("--dry-run", is_flag=True, help="List what would be deleted.")
-def vacuum(settings: Settings, name: str, retain_hours: float, dry_run: bool) -> None:
-    """Delete files no retained version needs (and leftovers of crashed ingests)."""
+@click.option("--force", is_flag=True, help="Allow --retain-hours below 168 (older versions lose their files).")
+def vacuum(settings: Settings, name: str, retain_hours: float, dry_run: bool, force: bool) -> None:
+    """Delete files no retained version needs (and leftovers of crashed ingests, never those of a
+    running one)."""
     from engine.storage import vacuum as vacuum_table
 
-    files = vacuum_table(open_catalog(settings), name, retain_hours, dry_run=dry_run)
-    for f in files if dry_run else ():
+    done = vacuum_table(open_catalog(settings), name, retain_hours, dry_run=dry_run, force=force)
+    for f in done.files if dry_run else ():
         click.echo(f)
-    click.echo(f"{name}: {len(files)} file(s) {'would be ' if dry_run else ''}deleted", err=dry_run)
+    kept = "; a writer was running, so files no version names were kept" if done.writers else ""
+    summary = f"{name}: {len(done.files)} file(s) {'would be ' if dry_run else ''}deleted in {settings.data_dir}{kept}"
+    click.echo(summary, err=dry_run)
 
 
 @main.command()
@@ -292,7 +396,7 @@ def rollback(settings: Settings, name: str, to_version: int) -> None:
     from engine.storage import rollback as rollback_table
 
     version = rollback_table(open_catalog(settings), name, to_version)
-    click.echo(f"{name}: restored version {to_version} → version {version}")
+    click.echo(f"{name}: restored version {to_version} → version {version} in {settings.data_dir}")
 
 
 @main.group()
@@ -303,9 +407,9 @@ def token() -> None:
 @token.command("create")
 @common
 @click.option("--name", required=True, help="A name for the token (shown in the query log).")
-@click.option("--tables", help="Comma-separated tables the token may read.")
-@click.option("--all", "all_tables", is_flag=True, help="Grant every table.")
-@click.option("--admin", is_flag=True, help="Also grant admin operations.")
+@click.option("--tables", help="Comma-separated tables the token may read (they must exist).")
+@click.option("--all", "all_tables", is_flag=True, help="Grant every table, present and future.")
+@click.option("--admin", is_flag=True, help="Grant admin operations (alone: no table).")
 def token_create(settings: Settings, name: str, tables: str | None, all_tables: bool, admin: bool) -> None:
     """Create a token and print its secret (shown once; only a hash is stored)."""
     from engine.tokens import TokenStore
@@ -313,17 +417,53 @@ def token_create(settings: Settings, name: str, tables: str | None, all_tables: 
     if tables and all_tables:
         fail("use --tables or --all, not both")
     granted = [t.strip() for t in (tables or "").split(",") if t.strip()]
-    secret = TokenStore(settings.tokens_file).create(name, tables=granted, all_tables=all_tables, admin=admin)
+    if tables is not None and not granted:
+        fail("--tables names no table")
+    if granted:  # a grant names tables that exist, spelled as the catalog spells them
+        catalog = open_catalog(settings)
+        granted = [catalog.resolve(t) for t in granted]
+    store = TokenStore(settings.tokens_file)
+    secret = store.create(name, tables=granted, all_tables=all_tables, admin=admin)
     click.echo(secret)
-    click.echo(
-        f"token {name!r} stored (hashed) in {settings.tokens_file}; the secret above is not shown again", err=True
-    )
+    note(f"token {name!r} stored (hashed) in {store.path}; the secret above is not shown again")
+
+
+@token.command("list")
+@common
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per token.")
+def token_list(settings: Settings, as_json: bool) -> None:
+    """List tokens: name, tables, admin, created (never a secret or its hash)."""
+    from engine.tokens import TokenStore
+
+    store = TokenStore(settings.tokens_file)
+    tokens = [
+        {"name": t.name, "tables": list(t.tables), "admin": t.admin, "created": _iso(t.created * 1000)}
+        for t in store.tokens()
+    ]
+    if as_json:
+        emit_json_lines(tokens)
+        return
+    for t in tokens:
+        click.echo(f"{t['name']}\t{','.join(t['tables']) or '-'}\t{'admin' if t['admin'] else ''}\t{t['created']}")
+    note(f"{len(tokens)} token(s) in {store.path}")
+
+
+@token.command("revoke")
+@common
+@click.argument("name")
+def token_revoke(settings: Settings, name: str) -> None:
+    """Delete a token: its secret stops working at once (a running server re-reads the file)."""
+    from engine.tokens import TokenStore
+
+    store = TokenStore(settings.tokens_file)
+    store.revoke(name)
+    click.echo(f"token {name!r} revoked in {store.path}")
 
 
 def open_catalog(settings: Settings):
     from engine.catalog import Catalog
 
-    return Catalog(settings.data_dir, settings.tables)
+    return Catalog(existing_data_dir(settings), settings.tables)
 
 
 def _iso(ms: Any) -> str:

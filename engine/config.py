@@ -100,16 +100,39 @@ class Settings:
     spark: SparkSettings = field(default_factory=SparkSettings)
     tables: list[ExternalTable] = field(default_factory=list)
     source: Path | None = None  # the file these settings came from, if any
+    # "data.dir" → (who set it: a flag, a variable or a file, the value it set)
+    origins: dict[str, tuple[str, Any]] = field(default_factory=dict)
 
     @property
     def data_dir(self) -> Path:
-        return Path(self.data.dir).expanduser().resolve()
+        """The data directory, by one rule for every command, the server and the notebook:
+        ``--data`` (or ``engine.connect(dir)``) > ``COLONNADE_DATA_DIR`` > ``[data] dir`` in the
+        config file (relative to that file) > ``./data``."""
+        return self._path("data.dir", self.data.dir)
+
+    @property
+    def data_dir_origin(self) -> str:
+        """Where the data directory came from, for messages: ``--data``, the variable, the file."""
+        return self._origin("data.dir", self.data.dir) or "the default, ./data"
+
+    def _origin(self, key: str, value: Any) -> str | None:
+        origin, set_to = self.origins.get(key, ("", None))
+        if origin and set_to != value:  # changed since loading, e.g. engine.connect(dir)
+            return "the data directory given"
+        return origin or None
 
     @property
     def tokens_file(self) -> Path:
         if self.auth.tokens:
-            return Path(self.auth.tokens).expanduser().resolve()
+            return self._path("auth.tokens", self.auth.tokens)
         return self.data_dir / ".colonnade" / "tokens.json"
+
+    def _path(self, key: str, value: str) -> Path:
+        path = Path(value).expanduser()
+        origin = self._origin(key, value) or ""
+        if not path.is_absolute() and self.source is not None and origin.endswith(f" in {self.source}"):
+            path = self.source.parent / path  # a path in a config file is relative to that file
+        return path.resolve()
 
     def auth_enabled(self) -> bool:
         if self.auth.enabled is not None:
@@ -151,19 +174,24 @@ def load_settings(
             if not isinstance(value, dict):
                 raise ConfigError(f"[{key}] must be a table of settings")
             for name, item in value.items():
-                _assign(settings, key, name, item, from_env=False)
+                _assign(settings, key, name, item, from_env=False, origin=f"[{key}] {name} in {source}")
         else:
             raise ConfigError(f"unknown config section [{key}] (known: {', '.join(SECTIONS)}, tables)")
     for var, value in env.items():
         if var.startswith("COLONNADE_") and var != CONFIG_ENV:
             section, _, name = var[len("COLONNADE_") :].lower().partition("_")
             if section in SECTIONS:
-                _assign(settings, section, name, value, from_env=True)
+                _assign(settings, section, name, value, from_env=True, origin=var)
     for section, values in (overrides or {}).items():
         for name, value in values.items():
             if value is not None:
-                _assign(settings, section, name, value, from_env=False)
+                _assign(
+                    settings, section, name, value, from_env=False, origin=_FLAGS.get(f"{section}.{name}", "a flag")
+                )
     return settings
+
+
+_FLAGS = {"data.dir": "--data"}
 
 
 def _config_path(path: str | Path | None, env: typing.Mapping[str, str]) -> Path | None:
@@ -178,7 +206,7 @@ def _config_path(path: str | Path | None, env: typing.Mapping[str, str]) -> Path
     return default if default.is_file() else None
 
 
-def _assign(settings: Settings, section: str, name: str, value: Any, *, from_env: bool) -> None:
+def _assign(settings: Settings, section: str, name: str, value: Any, *, from_env: bool, origin: str) -> None:
     target = getattr(settings, section)
     hints = typing.get_type_hints(type(target))
     if name not in hints:
@@ -188,6 +216,7 @@ def _assign(settings: Settings, section: str, name: str, value: Any, *, from_env
     if from_env:
         value = _parse_env(value, expected, f"COLONNADE_{section.upper()}_{name.upper()}")
     setattr(target, name, _check_type(value, expected, f"{section}.{name}"))
+    settings.origins[f"{section}.{name}"] = (origin, getattr(target, name))
 
 
 def _check_type(value: Any, expected: Any, where: str) -> Any:

@@ -122,6 +122,29 @@ class BadRow(IngestError):
     title = "Malformed input row"
 
 
+class UnsupportedType(IngestError):
+    """An input column of a type no Delta column can hold; the message names column and type."""
+
+    code = "unsupported_type"
+    title = "Type not supported"
+
+
+class VersionUnavailable(IngestError):
+    """A table version whose data files are gone (vacuumed): it can no longer be restored or read."""
+
+    code = "version_unavailable"
+    status = 410
+    title = "Version unavailable"
+
+
+class TableBusy(IngestError):
+    """Another Colonnade process holds the table's maintenance lock past the wait."""
+
+    code = "table_busy"
+    status = 409
+    title = "Table busy"
+
+
 class PartitionMismatch(SchemaMismatch):
     code = "partition_mismatch"
     title = "Partitioning mismatch"

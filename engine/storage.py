@@ -19,11 +19,19 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from engine import locks
 from engine.catalog import DELTA_LOG, Catalog, check_table_name, latest_delta_version
-from engine.errors import ConcurrentWrite, IngestError, SchemaMismatch, TableNotFound, TableReadOnly
+from engine.errors import (
+    ConcurrentWrite,
+    IngestError,
+    SchemaMismatch,
+    TableNotFound,
+    TableReadOnly,
+    VersionUnavailable,
+)
 
 WriteMode = Literal["append", "overwrite"]
-DEFAULT_RETAIN_HOURS = 168.0  # Delta's default: a week of time travel
+DEFAULT_RETAIN_HOURS = 168.0  # Delta's (and Spark's) retention floor: a week of time travel
 DEFAULT_TARGET_FILE_BYTES = 128 * 1024**2
 
 
@@ -88,6 +96,7 @@ def commit_files(
     from deltalake.exceptions import CommitFailedError, DeltaError
     from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
 
+    _check_written(path, files)
     now_ms = int(time.time() * 1000)
     actions = [
         AddAction(f.path, f.size, f.partition_values, now_ms, True, json.dumps(f.stats or {"numRecords": f.rows}))
@@ -120,6 +129,23 @@ def commit_files(
     except (ValueError, TypeError, pa.ArrowException) as exc:  # e.g. a type Delta cannot store
         raise SchemaMismatch(f"table {path.name!r}: {exc}") from None
     return latest_delta_version(path)
+
+
+def _check_written(path: Path, files: Sequence[WrittenFile]) -> None:
+    """Every file about to be committed is still there, whole: a commit naming a missing file
+    would make every later read of the table fail. (The writers lock keeps vacuum away; this
+    catches anything else that deleted or truncated one.)"""
+    for f in files:
+        try:
+            size = (path / f.path).stat().st_size
+        except FileNotFoundError:
+            size = None
+        if size != f.size:
+            what = "is gone" if size is None else f"has {size} bytes instead of {f.size}"
+            raise ConcurrentWrite(
+                f"table {path.name!r}: {f.path}, written by this ingest, {what} before its commit "
+                "(deleted by another process?); nothing was committed"
+            )
 
 
 def write_stream(
@@ -170,7 +196,10 @@ def write_table(
     path = writable_path(catalog, table)
     reader = data.to_reader() if isinstance(data, pa.Table) else data
     schema_mode = "merge" if add_columns else ("overwrite" if mode == "overwrite" else None)
-    return write_stream(path, reader, partitions=partition_by or (), mode=mode, schema_mode=schema_mode, metadata={})
+    with locks.writing(catalog.data_dir, table):
+        return write_stream(
+            path, reader, partitions=partition_by or (), mode=mode, schema_mode=schema_mode, metadata={}
+        )
 
 
 def remove_uncommitted(path: Path, files: Iterable[Path]) -> None:
@@ -193,12 +222,17 @@ def remove_uncommitted(path: Path, files: Iterable[Path]) -> None:
 
 
 def _delta(catalog: Catalog, table: str):
+    return _managed(catalog, table)[1]
+
+
+def _managed(catalog: Catalog, table: str) -> tuple[str, Any]:
+    """(the table's name as the catalog spells it, its DeltaTable)."""
     from deltalake import DeltaTable
 
     name = catalog.resolve(table)
     if catalog.is_external(name):
         raise TableReadOnly(f"table {name!r} is external: it has no Delta history")
-    return DeltaTable(str(catalog.table_path(name)))
+    return name, DeltaTable(str(catalog.table_path(name)))
 
 
 def _rows_added(entry: dict[str, Any]) -> int | None:
@@ -230,10 +264,12 @@ def history(catalog: Catalog, table: str) -> list[dict[str, Any]]:
 
 def compact(catalog: Catalog, table: str, target_bytes: int = DEFAULT_TARGET_FILE_BYTES) -> dict[str, Any]:
     """Rewrite small files into ``target_bytes`` files: one commit, same rows. delta-rs marks the
-    commit ``dataChange=false``, so readers and caches see the same data at the new version."""
-    dt = _delta(catalog, table)
-    before = dt.version()
-    metrics = dt.optimize.compact(target_size=target_bytes)
+    commit ``dataChange=false``, so readers and caches see the same data at the new version. Its
+    new files are uncommitted until then: it holds the writers lock, as an ingest does."""
+    name, dt = _managed(catalog, table)
+    with locks.writing(catalog.data_dir, name):
+        before = dt.version()
+        metrics = dt.optimize.compact(target_size=target_bytes)
     return {
         "table": table,
         "version_before": before,
@@ -243,27 +279,78 @@ def compact(catalog: Catalog, table: str, target_bytes: int = DEFAULT_TARGET_FIL
     }
 
 
+@dataclass(frozen=True)
+class Vacuumed:
+    files: list[str]  # deleted, or that would be with dry_run
+    writers: bool  # a writer held the table: files no version names were kept (they may be its own)
+
+
 def vacuum(
-    catalog: Catalog, table: str, retain_hours: float = DEFAULT_RETAIN_HOURS, *, dry_run: bool = False
-) -> list[str]:
-    """Delete files no version newer than ``retain_hours`` needs, including orphans from
-    crashed ingests (``full=True`` lists the directory instead of trusting tombstones only)."""
-    if retain_hours < 0:
-        raise IngestError("--retain-hours must be >= 0")
-    dt = _delta(catalog, table)
-    return dt.vacuum(retention_hours=int(retain_hours), dry_run=dry_run, enforce_retention_duration=False, full=True)
+    catalog: Catalog,
+    table: str,
+    retain_hours: float = DEFAULT_RETAIN_HOURS,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+) -> Vacuumed:
+    """Delete the files no version of the last ``retain_hours`` needs, and the leftovers of
+    crashed ingests (files no version names) — never those of an ingest still running.
+
+    Below Delta's 168-hour floor only with ``force``: a reader (or a rollback) of an older
+    version could find its files gone. Leftovers are listed from the directory (``full``) only
+    while no writer holds the table, and no writer can start until the files are deleted."""
+    if not retain_hours >= 0:  # also refuses NaN
+        raise IngestError(f"--retain-hours must be a number >= 0, not {retain_hours}")
+    if retain_hours < DEFAULT_RETAIN_HOURS and not force:
+        raise IngestError(
+            f"--retain-hours {retain_hours:g} is below the {DEFAULT_RETAIN_HOURS:g}-hour retention floor: "
+            "readers and rollbacks of the versions in between would find their files gone (pass --force to go lower)"
+        )
+    name, dt = _managed(catalog, table)
+    with locks.maintenance(catalog.data_dir, name), locks.no_writers(catalog.data_dir, name) as alone:
+        dt.update_incremental()  # the latest version, now that no rollback can commit
+        files = dt.vacuum(
+            retention_hours=int(retain_hours), dry_run=dry_run, enforce_retention_duration=False, full=alone
+        )
+    return Vacuumed(files, writers=not alone)
 
 
 def rollback(catalog: Catalog, table: str, version: int) -> int:
-    """A NEW commit whose contents equal ``version`` (history is kept; it is not a reset)."""
-    dt = _delta(catalog, table)
+    """A NEW commit whose contents equal ``version`` (history is kept; it is not a reset).
+    A version whose files were vacuumed cannot come back: ``VersionUnavailable``."""
+    name, dt = _managed(catalog, table)
     if not 0 <= version <= dt.version():
         raise IngestError(f"table {table!r} has versions 0..{dt.version()}; cannot roll back to {version}")
-    try:
-        dt.restore(version)
-    except Exception as exc:  # e.g. the files of that version were vacuumed
-        raise IngestError(f"table {table!r}: cannot restore version {version}: {exc}") from None
+    with locks.maintenance(catalog.data_dir, name):  # no vacuum deletes its files meanwhile
+        missing = _missing_files(catalog.table_path(name), version)
+        if missing:
+            raise VersionUnavailable(
+                f"table {table!r}: version {version} cannot be restored: {missing} of its data files are gone "
+                "(vacuumed); `colonnade history` lists the versions, later ones may still be whole"
+            )
+        dt.update_incremental()
+        if version == dt.version():
+            raise IngestError(f"table {table!r}: version {version} is the current version; nothing to roll back")
+        try:
+            dt.restore(version)
+        except Exception as exc:  # deltalake raises several unrelated types
+            if "missing file" in str(exc).lower():
+                raise VersionUnavailable(
+                    f"table {table!r}: version {version} cannot be restored: its data files are gone (vacuumed)"
+                ) from None
+            raise IngestError(f"table {table!r}: cannot restore version {version}: {exc}") from None
     return dt.version()
+
+
+def _missing_files(path: Path, version: int) -> int:
+    """How many data files of ``version`` are gone (all of them when its log entry is)."""
+    from deltalake import DeltaTable
+
+    try:
+        files = DeltaTable(str(path), version=version).file_uris()
+    except Exception:  # the log of that version was cleaned up
+        return 1
+    return sum(not os.path.exists(f[len("file://") :] if f.startswith("file://") else f) for f in files)
 
 
 def table_exists(catalog: Catalog, table: str) -> bool:

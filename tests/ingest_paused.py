@@ -4,8 +4,8 @@
 
 STAGE is ``before_write`` (planned, nothing written), ``after_write`` (Parquet files written, no
 commit) or ``before_commit`` (bad rows checked, about to commit). The process announces
-``paused:STAGE`` on stderr and sleeps. The stages wrap the real functions from outside, so the
-production code carries no test hook.
+``paused:STAGE`` on stderr and waits for a line on stdin, then carries on (or is killed there).
+The stages wrap the real functions from outside, so the production code carries no test hook.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from engine.ingest import job
 
 def pause(stage: str) -> None:
     print(f"paused:{stage}", file=sys.stderr, flush=True)
-    time.sleep(3600)
+    if not sys.stdin.readline():  # stdin closed without a word: wait to be killed
+        time.sleep(3600)
 
 
 def around(fn: Callable[..., Any], before: str | None = None, after: str | None = None) -> Callable[..., Any]:

@@ -7,6 +7,7 @@ import decimal
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -199,3 +200,150 @@ def test_usage_error_exits_2(workdir: Path, args: tuple[str, ...]) -> None:
     assert done.returncode == 2, done.stderr.decode()
     assert "Usage:" in done.stderr.decode() + done.stdout.decode()
     assert "Traceback" not in done.stderr.decode()
+
+
+# -- read commands as data: --json, closed pipes ---------------------------------------------
+
+
+def json_lines(done: subprocess.CompletedProcess[bytes]) -> list[dict]:
+    assert done.returncode == 0 and done.stderr == b"", done.stderr.decode()
+    return [json.loads(line) for line in done.stdout.decode().splitlines()]
+
+
+def test_every_read_command_takes_json(data: Path, workdir: Path) -> None:
+    tables = json_lines(run("tables", "--json", "--data", str(data), cwd=workdir))
+    assert [t["name"] for t in tables] == sorted(TPCH_TABLES)
+    assert all(t["kind"] == "managed" and t["version"] == 0 and t["row_count"] > 0 for t in tables)
+    columns = json_lines(run("schema", "nation", "--json", "--data", str(data), cwd=workdir))
+    with engine.Database(data) as db:
+        schema = db.schema("nation")
+    assert [(c["name"], c["type"]) for c in columns] == [(f.name, str(f.type)) for f in schema]
+    versions = json_lines(run("history", "nation", "--json", "--data", str(data), cwd=workdir))
+    assert [v["version"] for v in versions] == [0]
+    assert json_lines(run("token", "list", "--json", "--data", str(data), cwd=workdir)) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("history", "nation"),
+        ("tables",),
+        ("schema", "lineitem", "--json"),
+        ("query", "SELECT * FROM lineitem", "--format", "csv"),
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_a_closed_pipe_ends_quietly(data: Path, workdir: Path, args: tuple[str, ...]) -> None:
+    """``colonnade history t | head -1``: the reader went away; no message, status 141 as for
+    SIGPIPE (the reader closes before the first write here, so every command meets it)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLONNADE_")}
+    proc = subprocess.Popen(
+        [COLONNADE, *args, "--data", str(data)], cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 141
+    assert b"Broken pipe" not in proc.stderr.read() and b"Traceback" not in proc.stderr.read()
+
+
+def test_head_of_a_pipeline(data: Path, workdir: Path) -> None:
+    shell = f"{COLONNADE} query 'SELECT * FROM lineitem' --format csv --data {data} | head -1"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", shell], cwd=workdir, capture_output=True, timeout=120)
+    assert done.stdout.decode().startswith('"l_orderkey",') and done.stderr == b""
+    assert done.returncode == 141
+
+
+# -- one rule for the data directory ----------------------------------------------------------
+
+
+@pytest.fixture
+def four_dirs(tmp_path: Path) -> Path:
+    """A data dir per way of naming one, each holding a table named after it, and a working
+    directory whose ./data is the last."""
+    for name in ("flag", "env", "conf", "default"):
+        where = tmp_path / "work" / "data" if name == "default" else tmp_path / name
+        with engine.Database(where, create=True) as db:
+            db.ingest(pa.table({"x": [1]}), table=f"from_{name}")
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "colonnade.toml").write_text('[data]\ndir = "../conf"\n')  # relative to the file
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "conf", "winner", "origin"),
+    [
+        (True, True, True, "flag", "--data"),
+        (False, True, True, "env", "COLONNADE_DATA_DIR"),
+        (False, False, True, "conf", "[data] dir in"),
+        (False, False, False, "default", "the default"),
+    ],
+)
+def test_data_dir_flag_then_env_then_config_then_default(
+    four_dirs: Path, flag: bool, env: bool, conf: bool, winner: str, origin: str
+) -> None:
+    args = ["tables", "--json"]
+    args += ["--data", str(four_dirs / "flag")] if flag else []
+    args += ["--config", str(four_dirs / "etc" / "colonnade.toml")] if conf else []
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("COLONNADE_")}
+    environ |= {"COLONNADE_DATA_DIR": str(four_dirs / "env")} if env else {}
+    done = subprocess.run([COLONNADE, *args], cwd=four_dirs / "work", env=environ, capture_output=True, timeout=120)
+    assert [t["name"] for t in json_lines(done)] == [f"from_{winner}"]
+    # the notebook, by the same rule: engine.connect(dir) is the flag; the environment and the config follow
+    script = "import engine, sys; print(engine.connect(sys.argv[1] or None, config=sys.argv[2] or None).tables())"
+    config = str(four_dirs / "etc" / "colonnade.toml") if conf else ""
+    cmd = [sys.executable, "-c", script, str(four_dirs / "flag") if flag else "", config]
+    out = subprocess.run(cmd, cwd=four_dirs / "work", env=environ, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == f"['from_{winner}']", out.stderr
+    shutil.rmtree(four_dirs / winner if winner != "default" else four_dirs / "work" / "data")
+    gone = subprocess.run([COLONNADE, *args], cwd=four_dirs / "work", env=environ, capture_output=True, timeout=120)
+    stderr = gone.stderr.decode()
+    assert gone.returncode == 1 and stderr.count("\n") == 1 and "does not exist" in stderr and origin in stderr
+
+
+def test_an_ingest_that_creates_a_data_dir_says_so(tmp_path: Path) -> None:
+    (tmp_path / "x.csv").write_text("a\n1\n")
+    done = run("ingest", "x.csv", "--table", "t", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr.decode()
+    assert f"created data directory {tmp_path / 'data'} (set by the default, ./data)" in done.stderr.decode()
+    assert done.stdout.decode().rstrip().endswith(f"in {tmp_path / 'data'}")
+    again = run("ingest", "x.csv", "--table", "t", cwd=tmp_path)
+    assert again.returncode == 0 and b"created" not in again.stderr
+    missing = run("ingest", "nope.csv", "--table", "t", "--data", "fresh", cwd=tmp_path)
+    assert missing.returncode == 1 and not (tmp_path / "fresh").exists()  # a failed ingest leaves nothing
+
+
+def test_the_server_follows_the_same_rule(four_dirs: Path) -> None:
+    """``serve --data`` beats the environment, in every worker."""
+    import httpx
+
+    from tests.api.conftest import serve
+
+    with serve(four_dirs / "flag", workers=2, env={"COLONNADE_DATA_DIR": str(four_dirs / "env")}) as srv:
+        names = {tuple(t["name"] for t in httpx.get(f"{srv.url}/api/tables", timeout=60).json()) for _ in range(6)}
+        log = srv.log.read_text()
+    assert names == {("from_flag",)}
+    assert f"serving {four_dirs / 'flag'} (set by --data)" in log
+
+
+def test_readme_documents_every_command_and_option() -> None:
+    """Docs are a tested contract: each command and each of its options appears in README.md."""
+    import click
+
+    from engine.cli import main
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    missing = []
+
+    def walk(group: click.Group, prefix: str) -> None:
+        for name, cmd in group.commands.items():
+            if isinstance(cmd, click.Group):
+                walk(cmd, f"{prefix}{name} ")
+                continue
+            if f"colonnade {prefix}{name}" not in readme:
+                missing.append(f"{prefix}{name}")
+            missing.extend(
+                f"{prefix}{name} {o}" for p in cmd.params for o in p.opts if o.startswith("--") and o not in readme
+            )
+
+    walk(main, "")
+    assert not missing

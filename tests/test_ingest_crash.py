@@ -58,7 +58,7 @@ def parquet_files(work: Path) -> set[str]:
 @pytest.mark.parametrize("stage", ["before_write", "after_write", "before_commit"])
 def test_sigkill_leaves_previous_version(table: Path, stage: str) -> None:
     paused = [sys.executable, str(Path(__file__).parent / "ingest_paused.py"), stage, *ingest_cmd(table)[1:]]
-    proc = subprocess.Popen(paused, env=env(), stderr=subprocess.PIPE)
+    proc = subprocess.Popen(paused, env=env(), stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stderr is not None
     assert proc.stderr.readline().decode().strip() == f"paused:{stage}"
     proc.send_signal(signal.SIGKILL)
@@ -68,7 +68,7 @@ def test_sigkill_leaves_previous_version(table: Path, stage: str) -> None:
     orphans = parquet_files(table) - live
     assert bool(orphans) == (stage != "before_write")  # written but invisible
     done = subprocess.run(
-        [COLONNADE, "vacuum", "t", "--retain-hours", "0", "--data", str(table / "data")],
+        [COLONNADE, "vacuum", "t", "--retain-hours", "0", "--force", "--data", str(table / "data")],
         env=env(),
         capture_output=True,
         timeout=60,
@@ -122,3 +122,115 @@ def test_readers_see_whole_versions_during_ingest(table: Path) -> None:
         assert writer.wait(timeout=120) == 0
         assert db.sql("SELECT count(*) FROM t").fetchall() == [(BASE_ROWS + 3 * BATCH_ROWS,)]
     assert len(seen) >= 2  # the reader really ran across commits
+
+
+# -- vacuum racing ingests -----------------------------------------------------------------
+
+
+def vacuum_now(work: Path) -> subprocess.CompletedProcess[str]:
+    """``vacuum --retain-hours 0 --force``: the most a vacuum may delete."""
+    cmd = [COLONNADE, "vacuum", "t", "--retain-hours", "0", "--force", "--data", str(work / "data")]
+    return subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=120)
+
+
+def every_version_readable(work: Path) -> int:
+    """Read every version the log names, whole (delta-rs opens each of its files), and return
+    how many there are: a commit naming a deleted file fails here."""
+    from deltalake import DeltaTable
+
+    path = str(work / "data" / "t")
+    latest = DeltaTable(path).version()
+    for version in range(latest + 1):
+        DeltaTable(path, version=version).to_pyarrow_table()
+    return latest + 1
+
+
+@pytest.mark.parametrize("stage", ["before_write", "after_write", "before_commit"])
+def test_vacuum_never_deletes_a_running_ingests_files(table: Path, stage: str) -> None:
+    """The ingest is held at each stage while vacuum runs to completion; then it commits, and
+    every version is whole (before the lock, vacuum deleted the files and the commit named them)."""
+    paused = [sys.executable, str(Path(__file__).parent / "ingest_paused.py"), stage, *ingest_cmd(table)[1:]]
+    proc = subprocess.Popen(paused, env=env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    assert proc.stderr.readline().decode().strip() == f"paused:{stage}"
+    done = vacuum_now(table)
+    assert done.returncode == 0 and "a writer was running" in done.stdout, done.stderr
+    _, err = proc.communicate(b"go\n", timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert committed(table)[1] == BASE_ROWS + BATCH_ROWS
+    assert every_version_readable(table) >= 2
+    done = vacuum_now(table)  # nobody writing now: the crashed-ingest sweep runs, and keeps what is live
+    assert done.returncode == 0 and "writer" not in done.stdout
+    assert parquet_files(table) == committed(table)[2]
+
+
+def sweep_while(proc: subprocess.Popen[bytes], work: Path, after_s: float) -> int:
+    """``vacuum --retain-hours 0 --force`` (in this process: no start-up time between sweeps),
+    over and over from ``after_s`` into ``proc`` until it exits; how many sweeps ran."""
+    from engine.catalog import Catalog
+    from engine.storage import vacuum
+
+    catalog, sweeps = Catalog(work / "data"), 0
+    time.sleep(after_s)
+    while proc.poll() is None:
+        vacuum(catalog, "t", 0, force=True)
+        sweeps += 1
+    return sweeps
+
+
+@pytest.mark.parametrize("path", ["add-files", "schema-change"])
+def test_ingests_racing_vacuum_at_many_moments_leave_every_version_readable(table: Path, path: str) -> None:
+    """Ingests (through DuckDB's COPY, and through delta-rs's writer, which a new column needs)
+    swept by vacuum again and again from growing delays on: each commits, and every version the
+    log names stays readable."""
+    delays = (0.0, 0.3, 0.6, 1.0)
+    rows, sweeps = BASE_ROWS, 0
+    for i, delay in enumerate(delays):
+        cmd = ingest_cmd(table)
+        if path == "schema-change":
+            extra = table / f"extra{i}.csv"
+            duckdb.execute(
+                f"COPY (SELECT range AS id, range % 7 AS g, 'x' AS s, range AS extra{i} FROM range({BATCH_ROWS})) "
+                f"TO '{extra}' (HEADER)"
+            )
+            cmd = [*cmd[:2], str(extra), *cmd[3:], "--schema-evolution", "add-columns"]
+        ingest = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        sweeps += sweep_while(ingest, table, delay)
+        assert ingest.wait(timeout=120) == 0, ingest.stderr.read().decode()  # type: ignore[union-attr]
+        rows += BATCH_ROWS
+        assert committed(table)[1] == rows
+    assert sweeps >= 2 * len(delays)  # the sweeps really overlapped the ingests
+    assert every_version_readable(table) > len(delays)
+
+
+def test_compact_racing_vacuum_keeps_the_latest_version_whole(table: Path) -> None:
+    for _ in range(3):
+        subprocess.run(ingest_cmd(table), env=env(), check=True, capture_output=True, timeout=120)
+    compact = subprocess.Popen(
+        [COLONNADE, "compact", "t", "--data", str(table / "data")], env=env(), stderr=subprocess.PIPE
+    )
+    for _ in range(3):
+        assert vacuum_now(table).returncode == 0
+    assert compact.wait(timeout=120) == 0, compact.stderr.read().decode()  # type: ignore[union-attr]
+    assert vacuum_now(table).returncode == 0
+    _, rows, live = committed(table)
+    assert rows == BASE_ROWS + 3 * BATCH_ROWS and parquet_files(table) == live
+    from deltalake import DeltaTable
+
+    assert DeltaTable(str(table / "data" / "t")).to_pyarrow_table().num_rows == rows
+
+
+def test_a_commit_whose_file_vanished_is_refused(table: Path) -> None:
+    """The last line of defence: a file deleted between the write and the commit (by anything
+    that ignores the lock) makes the commit fail cleanly instead of naming a missing file."""
+    paused = [sys.executable, str(Path(__file__).parent / "ingest_paused.py"), "before_commit", *ingest_cmd(table)[1:]]
+    proc = subprocess.Popen(paused, env=env(), stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    assert proc.stderr.readline().decode().strip() == "paused:before_commit"
+    live = committed(table)[2]
+    victim = sorted(parquet_files(table) - live)[0]
+    (table / "data" / "t" / victim).unlink()
+    _, err = proc.communicate(b"go\n", timeout=120)
+    assert proc.returncode == 1 and err.decode().count("\n") == 1, err.decode()
+    assert "is gone before its commit" in err.decode() and "[concurrent_write]" in err.decode()
+    assert committed(table)[:2] == (0, BASE_ROWS) and parquet_files(table) == live

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pyarrow as pa
 import pytest
 
 import engine
+from engine.errors import VersionUnavailable
 
 COLONNADE = str(Path(sys.executable).parent / "colonnade")
 
@@ -60,7 +62,7 @@ def test_vacuum_removes_only_unneeded_files(data: Path) -> None:
     assert len(list(table_dir.rglob("*.parquet"))) == 6
     kept = cli("vacuum", "t", data=data)  # default retention: a week, nothing old enough
     assert kept.returncode == 0 and len(list(table_dir.rglob("*.parquet"))) == 6
-    done = cli("vacuum", "t", "--retain-hours", "0", data=data)
+    done = cli("vacuum", "t", "--retain-hours", "0", "--force", data=data)
     assert done.returncode == 0, done.stderr
     assert "5 file(s) deleted" in done.stdout
     with engine.Database(data) as db:
@@ -85,12 +87,53 @@ def test_rollback_is_a_new_commit(data: Path) -> None:
         (("rollback", "t", "--to-version", "9"), "versions 0..4"),
         (("history", "nope"), "does not exist"),
         (("compact", "bad-name"), "does not exist"),
-        (("vacuum", "t", "--retain-hours", "-1"), "retain-hours"),
+        (("vacuum", "t", "--retain-hours", "-1", "--force"), "retain-hours"),
+        (("vacuum", "t", "--retain-hours", "nan", "--force"), "retain-hours"),
+        (("vacuum", "t", "--retain-hours", "0"), "below the 168-hour retention floor"),
+        (("vacuum", "t", "--retain-hours", "167.9", "--dry-run"), "pass --force"),
+        (("rollback", "t", "--to-version", "-1"), "versions 0..4"),
+        (("vacuum", "nope"), "does not exist"),
     ],
 )
 def test_maintenance_user_errors(data: Path, args: tuple[str, ...], says: str) -> None:
-    log_before = sorted(p.name for p in (data / "t" / "_delta_log").iterdir())
+    before = sorted(str(p.relative_to(data)) for p in (data / "t").rglob("*"))
     done = cli(*args, data=data)
     assert done.returncode == 1 and done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
-    assert says in done.stderr
+    assert says in done.stderr and "Traceback" not in done.stderr and done.stdout == ""
+    assert sorted(str(p.relative_to(data)) for p in (data / "t").rglob("*")) == before
+
+
+def test_vacuum_keeps_a_week_unless_forced(data: Path) -> None:
+    """Files removed a moment ago are within the 168-hour floor: kept by default; gone with
+    --force --retain-hours 0 (and the versions that needed them can no longer be restored)."""
+    assert cli("compact", "t", data=data).returncode == 0
+    files = lambda: sorted(p.name for p in (data / "t").rglob("*.parquet"))  # noqa: E731
+    before = files()
+    done = cli("vacuum", "t", data=data)
+    assert done.returncode == 0 and "0 file(s) deleted" in done.stdout and files() == before
+    dry = cli("vacuum", "t", "--retain-hours", "0", "--force", "--dry-run", data=data)
+    assert dry.returncode == 0 and len(dry.stdout.splitlines()) == 5 and files() == before
+    assert cli("vacuum", "t", "--retain-hours", "0", "--force", data=data).returncode == 0
+    assert len(files()) == 1
+
+
+def test_rollback_to_a_vacuumed_version_is_version_unavailable(data: Path) -> None:
+    assert cli("compact", "t", data=data).returncode == 0
+    assert cli("vacuum", "t", "--retain-hours", "0", "--force", data=data).returncode == 0
+    log_before = sorted(p.name for p in (data / "t" / "_delta_log").iterdir())
+    done = cli("rollback", "t", "--to-version", "2", data=data)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "version 2 cannot be restored" in done.stderr and done.stderr.rstrip().endswith("[version_unavailable]")
     assert sorted(p.name for p in (data / "t" / "_delta_log").iterdir()) == log_before
+    with engine.Database(data) as db:
+        assert db.sql("SELECT count(*) FROM t").fetchall() == [(500,)]
+        with pytest.raises(VersionUnavailable):
+            from engine.storage import rollback
+
+            rollback(db.catalog, "t", 0)
+    versions = [json.loads(line) for line in cli("history", "t", "--json", data=data).stdout.splitlines()]
+    compacted = next(v["version"] for v in versions if v["operation"] == "OPTIMIZE")
+    done = cli("rollback", "t", "--to-version", str(compacted), data=data)
+    assert done.returncode == 0, done.stderr  # the compacted version is whole
+    done = cli("rollback", "t", "--to-version", str(versions[0]["version"] + 1), data=data)
+    assert done.returncode == 1 and "is the current version" in done.stderr

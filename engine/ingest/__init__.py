@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from engine import locks
 from engine.catalog import Catalog
 from engine.errors import IngestError
 from engine.ingest.duck import BATCH_ROWS, connect
@@ -30,12 +31,14 @@ from engine.ingest.job import TARGET_FILE_BYTES, Job, ProgressFn
 from engine.ingest.plan import Plan, plan_columns, widens
 from engine.ingest.sources import FORMATS, Source, estimate_rows, open_source
 from engine.ingest.summary import IngestSummary
+from engine.ingest.types import TYPE_TABLE
 from engine.storage import WriteMode, writable_path
 
 __all__ = [
     "BATCH_ROWS",
     "FORMATS",
     "TARGET_FILE_BYTES",
+    "TYPE_TABLE",
     "IngestSummary",
     "Plan",
     "ProgressFn",
@@ -70,12 +73,13 @@ def ingest(
     quarantine = _parse_on_error(on_error)
     src = open_source(source, format, spool_dir=catalog.data_dir / ".colonnade" / "tmp")
     try:
-        with connect(catalog.data_dir, threads, memory_limit) as con:
+        # The writers lock, from before the first file is written until the commit: vacuum never
+        # takes this ingest's uncommitted files for a crashed ingest's leftovers.
+        with locks.writing(catalog.data_dir, table), connect(catalog.data_dir, threads, memory_limit) as con:
             job = Job(con, src, path, table, mode, schema_evolution, quarantine, progress)
             version, rows, rejected, written = job.run(partition_by)
     finally:
-        if src.spooled is not None:
-            src.spooled.unlink(missing_ok=True)
+        src.cleanup()
     return IngestSummary(
         table=table,
         version=version,

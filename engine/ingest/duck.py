@@ -26,6 +26,7 @@ def connect(data_dir: Path, threads: int | None, memory_limit: str | None) -> It
     con = duckdb.connect(config={"threads": threads or os.cpu_count() or 2, "memory_limit": memory_limit or "1GB"})
     try:
         con.execute(f"SET temp_directory = {lit(str(spill))}")  # never spill into the cwd
+        con.execute("SET TimeZone = 'UTC'")  # zone-less text into a zoned column is UTC, whatever the machine's zone
         con.execute("SET enable_progress_bar = true")  # feeds query_progress(); nothing is printed
         con.execute("SET enable_progress_bar_print = false")
         yield con
@@ -37,7 +38,7 @@ def engine_error(exc: Exception, src: Source) -> IngestError:
     """A DuckDB read error as one line that still names the file and line where DuckDB did."""
     import duckdb
 
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in src.original(str(exc)).splitlines() if ln.strip()]
     head = re.sub(r"^[A-Za-z ]+ Error: ", "", lines[0]) if lines else type(exc).__name__
     detail = next((ln for ln in lines[1:] if ln.startswith(("Error when converting", "Expected Number"))), "")
     file = next((ln.split("=", 1)[1].strip() for ln in lines if ln.startswith("file =")), "")
@@ -49,6 +50,17 @@ def engine_error(exc: Exception, src: Source) -> IngestError:
     if isinstance(exc, (duckdb.ConversionException, duckdb.InvalidInputException)):
         return BadRow(f"{text}; nothing was written")
     return IngestError(f"{text}; nothing was written")
+
+
+def path_list(files: list[str]) -> str:
+    """A DuckDB list literal of ``files``, each read by its exact name: DuckDB's readers glob
+    every path they are given, so ``*``, ``?`` and ``[`` are escaped as the one-character classes
+    ``[*]``, ``[?]`` and ``[[]`` (``star*.csv`` must not read ``starA.csv``). Input files whose
+    paths hold these come through links (``Source.aliases``); this covers the data directory's."""
+    return "[" + ", ".join(lit(_GLOB_CHARS.sub(r"[\1]", os.path.abspath(f))) for f in files) + "]"
+
+
+_GLOB_CHARS = re.compile(r"([*?\[])")
 
 
 def lit(text: str) -> str:

@@ -75,11 +75,12 @@ class Job:
         # Changing partition columns needs a metadata action that an add-files commit cannot carry.
         relayout = state.exists and self.mode == "overwrite" and partitions != state.partitions
         self.scan = scan(self.con, self.src, target, self.quarantine is not None)
-        plan = plan_columns(self.con, self.scan.sql, self.src, target, self.evolution, self.table)
+        plan = plan_columns(self.con, self.scan, self.src, target, self.evolution, self.table)
         for col in partitions:
             if col not in plan.schema.names:
                 raise PartitionMismatch(f"partition column {col!r} is not a column of the input")
         plan = _refuse_null_text(plan, partitions)
+        self._check_zones()
         if plan.changes_schema or relayout:  # only delta-rs's writer changes metadata in the same commit
             return self._stream(plan, partitions, "overwrite" if relayout else "merge")
         return self._add_files(plan, partitions, state)
@@ -150,6 +151,23 @@ class Job:
         written = [WrittenFile(str(p), p.stat().st_size, 0, {}) for p in new]
         return version, counter.rows, counter.rejected, written
 
+    def _check_zones(self) -> None:
+        """Under quarantine, CSV timestamps are parsed by the reader (so that a bad one is a bad
+        row with its line), which would drop a zone: one pass over their text refuses a value
+        whose zone does not match its column first."""
+        if self.scan.zone_check is None:
+            return
+        from engine.ingest.types import zone_reason
+
+        try:
+            found = self.con.execute(self.scan.zone_check).fetchall()
+        except Exception as exc:
+            raise self._read_error(exc) from None
+        if found:
+            name, kind, value = found[0]
+            where = f"{self.src.files[0]}: " if len(self.src.files) == 1 else ""
+            raise BadRow(f"{where}timestamp {value} {zone_reason(name, kind)}; nothing was written")
+
     def _settle_rejects(self) -> int:
         """Once the input is read and before the commit: fail on bad rows, or write them to the
         quarantine file (so a failure to write it still commits nothing). CSV's were recorded by
@@ -171,12 +189,30 @@ class Job:
         import duckdb
 
         error = engine_error(exc, self.src)
+        if isinstance(exc, duckdb.OutOfMemoryException):
+            return error
         # Read errors come as DuckDB's exceptions, or as OSError through an Arrow stream.
-        if self.scan.bad_lines is not None and not isinstance(exc, duckdb.OutOfMemoryException):
+        if self.scan.bad_lines is not None:
             rejected = collect(self.con, self.src, self.scan.bad_lines)
             if rejected:
                 return BadRow(first_reject(self.con, rejected))
+        if self.scan.diagnose is not None:  # CSV timestamps read as text: re-read to locate the bad row
+            rejected = self._diagnose()
+            if rejected:
+                return BadRow(first_reject(self.con, rejected))
         return error
+
+    def _diagnose(self) -> int:
+        """Read the CSV again with its timestamps parsed by the reader, which records each row
+        that does not parse (with its line) in the reject tables; return how many there are."""
+        assert self.scan.diagnose is not None
+        try:
+            for table in ("reject_errors", "reject_scans"):  # forget the failed read's own rejects
+                self.con.execute(f"DROP TABLE IF EXISTS {table}")
+            self.con.execute(f"SELECT count(COLUMNS(*)) FROM {self.scan.diagnose}").fetchall()  # reads every column
+            return collect(self.con, self.src)
+        except Exception:  # the diagnosis is a courtesy: the read's own error stands
+            return 0
 
     def _own_files(self) -> list[Path]:
         if not self.path.is_dir():

@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from engine.ingest.duck import ident, lit
+from engine.ingest.duck import ident, lit, path_list
+from engine.ingest.types import TIMESTAMP_KINDS, zone_mismatch, zone_reason
 
 _DELIM = "\x1f"  # JSON text cannot hold a raw control character, so no valid line contains it
 _MAX_LINE_BYTES = 16 * 1024 * 1024  # read_json's own limit on one object
@@ -41,8 +42,7 @@ def _read_lines(files: list[str], compression: str | None) -> str:
     ]
     if compression:
         opts.append(f"compression = {lit(compression)}")
-    listed = "[" + ", ".join(lit(f) for f in files) + "]"
-    return f"read_csv({listed}, {', '.join(opts)})"
+    return f"read_csv({path_list(files)}, {', '.join(opts)})"
 
 
 _SAMPLE_LINES = 20480  # as many as read_json samples
@@ -80,13 +80,22 @@ def checked(files: list[str], compression: str | None, types: dict[str, str]) ->
     values = [f"struct_extract(raw, {lit(n)})" for n in types]
     # A value that is present and not JSON null, yet NULL once typed, did not convert; a struct,
     # map or list column also needs a JSON value of that shape (a string typed as a struct is a
-    # struct of NULLs, not NULL).
-    lost = [
-        (f"{v} IS NOT NULL AND (struct_extract(typed, {lit(n)}) IS NULL{_shape_check(v, t)})", v, n, t)
-        for v, (n, t) in zip(values, types.items(), strict=True)
-    ]
-    reason = " ".join(f"WHEN {cond} THEN 'cannot convert ' || {v} || {lit(' to ' + t)}" for cond, v, _, t in lost)
-    column = " ".join(f"WHEN {cond} THEN {lit(n)}" for cond, _, n, _ in lost)
+    # struct of NULLs, not NULL); a timestamp's text must have a zone exactly when its column does.
+    lost = []  # (condition, reason, column)
+    for v, (n, t) in zip(values, types.items(), strict=True):
+        converts = f"{v} IS NOT NULL AND (struct_extract(typed, {lit(n)}) IS NULL{_shape_check(v, t)})"
+        lost.append((converts, f"'cannot convert ' || {v} || {lit(' to ' + t)}", n))
+        if t in TIMESTAMP_KINDS:
+            text = f"({v} ->> '$')"
+            lost.append(
+                (
+                    f"json_type({v}) = 'VARCHAR' AND {zone_mismatch(text, t)}",
+                    f"'timestamp ' || {v} || {lit(' ' + zone_reason(n, t))}",
+                    n,
+                )
+            )
+    reason = " ".join(f"WHEN {cond} THEN {why}" for cond, why, _ in lost)
+    column = " ".join(f"WHEN {cond} THEN {lit(n)}" for cond, _, n in lost)
     return (
         f"(SELECT file, rn, {blank} AS blank, typed, text, "
         f"CASE WHEN {blank} THEN NULL WHEN typed IS NULL THEN 'not valid JSON' "

@@ -13,9 +13,13 @@ from typing import Any
 import pyarrow as pa
 
 from engine.errors import IngestError, SchemaMismatch
-from engine.ingest.duck import engine_error, ident
+from engine.ingest.duck import ident
+from engine.ingest.scan import Scan
 from engine.ingest.sources import Source
+from engine.ingest.types import TIMESTAMP_KINDS, Stored, delta_schema, duck_types, parse_timestamp, store
 from engine.storage import TableState
+
+__all__ = ["Plan", "duck_types", "plan_columns", "widens"]
 
 
 @dataclass(frozen=True)
@@ -26,49 +30,43 @@ class Plan:
 
 
 _SIGNED = ["TINYINT", "SMALLINT", "INTEGER", "BIGINT"]
-_UNSIGNED = {"UTINYINT": "SMALLINT", "USMALLINT": "INTEGER", "UINTEGER": "BIGINT"}  # Delta has no unsigned
 _INT_DIGITS = {"TINYINT": 3, "SMALLINT": 5, "INTEGER": 10, "BIGINT": 19}
-_TIMESTAMPS = ("TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS")  # Delta stores microseconds
+_ZONED = "TIMESTAMP WITH TIME ZONE"
 
 
-def plan_columns(con: Any, scan: str, src: Source, target: TableState, evolution: str, table: str) -> Plan:
-    """Map the input's columns onto the table's, applying the schema-evolution policy."""
-    incoming = _incoming(con, scan, src)
+def plan_columns(con: Any, scan: Scan, src: Source, target: TableState, evolution: str, table: str) -> Plan:
+    """Map the input's columns onto the table's, in the types Delta stores (``types``), applying
+    the schema-evolution policy."""
+    if not scan.columns:
+        raise IngestError("the input has no columns")
+    incoming = {name: _stored(name, typ, scan) for name, typ in scan.columns.items()}
     if not target.exists:
-        select = ", ".join(_normalise(name, typ) for name, typ in incoming.items())
-        return Plan(f"SELECT {select} FROM {scan}", _arrow_schema(con, select, incoming, scan), False)
+        select = ", ".join(s.expr for s in incoming.values())
+        return Plan(f"SELECT {select} FROM {scan.sql}", _arrow_schema(con, incoming), False)
     assert target.schema is not None
     table_types = duck_types(con, target.schema)
     exprs, problems = _cast_to_table(incoming, table_types, src, evolution)
     extra = [n for n in incoming if n not in table_types]
     if extra and evolution == "strict":
-        problems += [f"column {n!r} ({incoming[n]}) is not in the table" for n in extra]
+        problems += [f"column {n!r} ({incoming[n].type}) is not in the table" for n in extra]
     if problems:
         hint = " (use --schema-evolution add-columns)" if extra or any("missing" in p for p in problems) else ""
         raise SchemaMismatch(f"table {table!r}: " + "; ".join(problems) + hint)
-    exprs += [_normalise(n, incoming[n]) for n in extra]
-    select = f"SELECT {', '.join(exprs)} FROM {scan}"
+    exprs += [incoming[n].expr for n in extra]
+    select = f"SELECT {', '.join(exprs)} FROM {scan.sql}"
     if not extra:
         return Plan(select, target.schema, False)
-    added = _arrow_schema(con, ", ".join(_normalise(n, incoming[n]) for n in extra), incoming, scan)
-    schema = pa.schema([*target.schema, *(f.with_nullable(True) for f in added)])
-    return Plan(select, schema, True)
+    added = _arrow_schema(con, {n: incoming[n] for n in extra})
+    return Plan(select, pa.schema([*target.schema, *added]), True)
 
 
-def _incoming(con: Any, scan: str, src: Source) -> dict[str, str]:
-    """The input's columns and their DuckDB types, as DuckDB reads them."""
-    try:
-        rel = con.sql(f"SELECT * FROM {scan}")
-        incoming = dict(zip(rel.columns, (str(t) for t in rel.types), strict=True))
-    except Exception as exc:
-        raise engine_error(exc, src) from None
-    if not incoming:
-        raise IngestError("the input has no columns")
-    return incoming
+def _stored(name: str, typ: str, scan: Scan) -> Stored:
+    kind = scan.text_timestamps.get(name)
+    return parse_timestamp(name, kind) if kind else store(name, typ)
 
 
 def _cast_to_table(
-    incoming: dict[str, str], table_types: dict[str, str], src: Source, evolution: str
+    incoming: dict[str, Stored], table_types: dict[str, str], src: Source, evolution: str
 ) -> tuple[list[str], list[str]]:
     """One SELECT expression per table column, and what stops the input from fitting."""
     exprs, problems = [], []
@@ -78,19 +76,27 @@ def _cast_to_table(
             if evolution == "strict":
                 problems.append(f"column {name!r} ({want}) is missing from the input")
             exprs.append(f"CAST(NULL AS {want}) AS {ident(name)}")
-        elif have == want:
-            exprs.append(ident(name))
-        elif not src.typed or widens(have, want):  # text inputs parse into the table's types
-            exprs.append(f"CAST({ident(name)} AS {want}) AS {ident(name)}")
+        elif have.type == want:
+            exprs.append(have.expr)
+        elif {have.type, want} == set(TIMESTAMP_KINDS):
+            problems.append(_zone_clash(name, want))
+        elif widens(have.type, want) or (not src.typed and not have.checked):  # text parses into the table's types
+            exprs.append(f"CAST({have.value} AS {want}) AS {ident(name)}")
         else:
-            problems.append(f"column {name!r} is {want} in the table but {have} in the input (not a safe widening)")
+            problems.append(
+                f"column {name!r} is {want} in the table but {have.type} in the input (not a safe widening)"
+            )
     return exprs, problems
+
+
+def _zone_clash(name: str, want: str) -> str:
+    if want == _ZONED:
+        return f"column {name!r} is a timestamp with a time zone (UTC) in the table but has none in the input"
+    return f"column {name!r} is a timestamp without a time zone (timestamp_ntz) in the table but has one in the input"
 
 
 def widens(have: str, want: str) -> bool:
     """True when every ``have`` value converts to ``want`` exactly (no rounding, no overflow)."""
-    if have in _UNSIGNED:
-        have = _UNSIGNED[have]
     if have in _SIGNED:
         if want in _SIGNED:
             return _SIGNED.index(have) <= _SIGNED.index(want)
@@ -107,11 +113,9 @@ def widens(have: str, want: str) -> bool:
     if have.startswith("DECIMAL(") and want.startswith("DECIMAL("):
         (p1, s1), (p2, s2) = _decimal(have), _decimal(want)
         return s2 >= s1 and p2 - s2 >= p1 - s1
-    if have in _TIMESTAMPS[:2]:
-        return want == "TIMESTAMP"
     if have == "DATE":
         return want == "TIMESTAMP"
-    return have in ("VARCHAR", "BLOB") and want == have
+    return False
 
 
 def _decimal(t: str) -> tuple[int, int]:
@@ -119,37 +123,8 @@ def _decimal(t: str) -> tuple[int, int]:
     return int(p), int(s)
 
 
-def _normalise(name: str, typ: str) -> str:
-    """Columns of a new table, in types Delta can store."""
-    if typ in _UNSIGNED:
-        return f"CAST({ident(name)} AS {_UNSIGNED[typ]}) AS {ident(name)}"
-    if typ in _TIMESTAMPS:
-        return f"CAST({ident(name)} AS TIMESTAMP) AS {ident(name)}"
-    return ident(name)
-
-
-def duck_types(con: Any, schema: pa.Schema) -> dict[str, str]:
-    """The table's Arrow schema in DuckDB's type names (DuckDB does the mapping itself)."""
-    empty = schema.empty_table()
-    rel = con.from_arrow(empty)
-    return dict(zip(rel.columns, (str(t) for t in rel.types), strict=True))
-
-
-def _arrow_schema(con: Any, select: str, incoming: dict[str, str], scan: str) -> pa.Schema:
-    """The Arrow schema of ``SELECT select`` over the input, from its column types alone: binding
-    the scan again would sniff the files again (~0.08 s a bind for a CSV)."""
-    empty = "(SELECT " + ", ".join(f"CAST(NULL AS {t}) AS {ident(n)}" for n, t in incoming.items()) + " WHERE false)"
-    try:
-        schema = con.sql(f"SELECT {select} FROM {empty}").to_arrow_table().schema
-    except Exception:  # a type whose name does not parse back: ask the input itself
-        schema = con.sql(f"SELECT {select} FROM {scan} LIMIT 0").to_arrow_table().schema
-    fields = [pa.field(f.name, _plain(f.type), True) for f in schema]
-    return pa.schema(fields)
-
-
-def _plain(t: pa.DataType) -> pa.DataType:
-    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
-        return pa.string()
-    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
-        return pa.binary()
-    return t
+def _arrow_schema(con: Any, columns: dict[str, Stored]) -> pa.Schema:
+    """The Delta schema of the stored columns, from their types alone: binding the scan again
+    would sniff the files again (~0.08 s a bind for a CSV)."""
+    empty = ", ".join(f"CAST(NULL AS {s.type}) AS {ident(n)}" for n, s in columns.items())
+    return delta_schema(con.sql(f"SELECT {empty} WHERE false").to_arrow_table().schema)

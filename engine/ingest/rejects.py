@@ -43,6 +43,9 @@ def collect(con: Any, src: Source, bad_lines: str | None = None) -> int:
         query = f"SELECT * FROM {bad_lines}"
     else:
         query = _NONE
+    if src.aliases:  # name each file as the user did, not by the link DuckDB read it through
+        cases = " ".join(f"WHEN {lit(alias)} THEN {lit(file)}" for file, alias in src.aliases.items())
+        query = f"SELECT * REPLACE (CASE file {cases} ELSE file END AS file) FROM ({query})"
     con.execute(f"CREATE OR REPLACE TEMP TABLE {REJECTS} AS {query}")
     return int(con.execute(f"SELECT count(*) FROM {REJECTS}").fetchall()[0][0])
 

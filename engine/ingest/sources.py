@@ -3,6 +3,8 @@ with its format, size and compression checked before DuckDB opens anything."""
 
 from __future__ import annotations
 
+import contextlib
+import glob as globlib
 import os
 import shutil
 import sys
@@ -13,7 +15,7 @@ from typing import IO, Any
 
 import pyarrow as pa
 
-from engine.catalog import _expand, format_from_path
+from engine.catalog import EXTENSIONS, format_from_path
 from engine.errors import EmptySource, SourceNotFound, UnknownFormat
 
 FORMATS = ("csv", "ndjson", "parquet", "arrow")
@@ -30,6 +32,30 @@ class Source:
     bytes_in: int = 0
     compression: str | None = None
     spooled: Path | None = None  # stdin copied to a temp file, deleted after the ingest
+    # file → a symlink DuckDB reads it by, for a path DuckDB would glob (``*``, ``?``, ``[``) or
+    # take apart (a backslash is a separator or an escape to it): escaped, such a path still makes
+    # DuckDB list its directory, which fails on a name with a backslash (deleted after the ingest)
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def paths(self) -> list[str]:
+        """The files as DuckDB is to open them."""
+        return [self.aliases.get(f, f) for f in self.files]
+
+    def cleanup(self) -> None:
+        if self.spooled is not None:
+            self.spooled.unlink(missing_ok=True)
+        for alias in self.aliases.values():
+            Path(alias).unlink(missing_ok=True)
+        if self.aliases:
+            with contextlib.suppress(OSError):
+                Path(next(iter(self.aliases.values()))).parent.rmdir()
+
+    def original(self, text: str) -> str:
+        """``text`` (an error message, a file column) with every alias replaced by its file."""
+        for file, alias in self.aliases.items():
+            text = text.replace(alias, file)
+        return text
 
     @property
     def typed(self) -> bool:
@@ -65,23 +91,64 @@ def open_source(source: Any, format: str | None = None, *, spool_dir: Path | Non
     src = Source(formats.pop(), files=names, spooled=spooled)
     src.bytes_in = sum(_check_file(f) for f in names)
     src.compression = _compression(src)
+    src.aliases = _aliases(names, src.fmt, spool_dir or Path(tempfile.gettempdir()))
     return src
 
 
-def _expand_one(pattern: str, format: str | None) -> list[tuple[str, str]]:
-    fmt = format or format_from_path(pattern)
+def _aliases(files: list[str], fmt: str, spool_dir: Path) -> dict[str, str]:
+    """Symlinks for the files DuckDB cannot open by name (see ``Source.aliases``)."""
+    awkward = [f for f in files if any(ch in f for ch in "*?[\\")]
+    if not awkward:
+        return {}
+    folder = Path(tempfile.mkdtemp(prefix="names-", dir=_mkdir(spool_dir)))
+    out = {}
+    for i, f in enumerate(awkward):
+        alias = folder / f"{i}.{fmt}"
+        alias.symlink_to(f)
+        out[f] = str(alias)
+    return out
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _expand_one(arg: str, format: str | None) -> list[tuple[str, str]]:
+    """One command-line source as files: a file by its exact name (whatever characters it holds),
+    a directory's files of the format, or — only when no file or directory has this name — a
+    glob pattern the user wrote (``*``, ``?``, ``[…]``, ``**``)."""
+    path = Path(arg).expanduser()
+    if path.is_dir():
+        fmt = format or _directory_format(path)
+        return [(f, fmt) for f in _files_in(path, fmt)] or _not_found(arg, "no files of that format")
+    fmt = format or format_from_path(arg)
     if fmt is None:
-        if Path(pattern).is_dir():  # a directory without --format: take the one format it holds
-            found = {format_from_path(f) for f in _expand(pattern + "/**/*", "csv")} - {None}
-            if len(found) == 1:
-                fmt = found.pop()
-        if fmt is None:
-            raise UnknownFormat(f"cannot tell the format of {pattern}; pass --format ({', '.join(FORMATS)})")
-    matched = _expand(pattern, fmt)
-    if not matched:
-        what = "no files match" if any(ch in pattern for ch in "*?[") or Path(pattern).is_dir() else "no such file"
-        raise SourceNotFound(f"{pattern}: {what}")
-    return [(f, fmt) for f in matched]
+        raise UnknownFormat(f"cannot tell the format of {arg}; pass --format ({', '.join(FORMATS)})")
+    if path.is_file() or path.exists():
+        return [(str(path.resolve()), fmt)]
+    if any(ch in arg for ch in "*?["):
+        matched = sorted(p for p in globlib.glob(str(path), recursive=True) if os.path.isfile(p))
+        return [(str(Path(f).resolve()), fmt) for f in matched] or _not_found(arg, "no files match")
+    return _not_found(arg, "no such file")
+
+
+def _directory_format(path: Path) -> str:
+    """A directory given without --format: the one format its files have."""
+    found = {fmt for p in path.rglob("*") if p.is_file() and (fmt := format_from_path(p.name))}
+    if len(found) != 1:
+        raise UnknownFormat(f"cannot tell the format of {path}; pass --format ({', '.join(FORMATS)})")
+    return found.pop()
+
+
+def _files_in(path: Path, fmt: str) -> list[str]:
+    """Every file of format ``fmt`` under ``path``, by its exact name, sorted."""
+    suffixes = {ext for ext, f in EXTENSIONS.items() if f == fmt}
+    return sorted(str(p.resolve()) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+
+
+def _not_found(arg: str, what: str) -> list[tuple[str, str]]:
+    raise SourceNotFound(f"{arg}: {what}")
 
 
 def _check_file(path: str) -> int:
