@@ -55,8 +55,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ops.close()
             db.close()
 
-    # Leave room for JSON around a maximal SQL text; past this Litestar answers 413 itself.
-    body_limit = settings.limits.max_sql_bytes * 2 + 64 * 1024
+    # Room for JSON around a maximal SQL text, and at least 1 MiB, so that SQL over the limit
+    # gets its own clear query_too_large; past this Litestar answers 413 request_too_large.
+    body_limit = max(1024**2, settings.limits.max_sql_bytes * 2 + 64 * 1024)
     handlers = [
         routes.health,
         routes.ready,

@@ -55,7 +55,8 @@ class LimitsSettings:
     engine_threads: int = 0
     # Total disk the engines may spill to (under <data_dir>/.colonnade/spill); divided between workers.
     max_spill_bytes: int = 16 * 1024**3
-    max_sql_bytes: int = 256 * 1024
+    # The worst text of this size validates in well under a second (bench/validation.py).
+    max_sql_bytes: int = 64 * 1024
     max_nesting_depth: int = 64
 
 

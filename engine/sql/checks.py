@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 
 from sqlglot import exp
 
@@ -64,10 +65,10 @@ def function_name(node: exp.Func) -> str:
     return node.sql_name().lower()
 
 
-def check_nodes(root: exp.Expression) -> bool:
+def check_nodes(nodes: Iterable[exp.Expression]) -> bool:
     """Refuse what a read-only query may not contain; True when the query is volatile."""
     volatile = False
-    for node in root.walk():
+    for node in nodes:
         if isinstance(node, _WRITES):
             raise StatementNotAllowed(f"{node.key.upper()} is not allowed inside a query")
         if isinstance(node, exp.Func):

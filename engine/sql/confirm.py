@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import msgspec
 from sqlglot import exp
 
 from engine.errors import StatementNotAllowed
@@ -43,7 +44,7 @@ class _Parser:
     def tree(self, sql: str) -> dict[str, Any]:
         with self._lock:
             (text,) = self._con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()  # type: ignore[misc]
-        return json.loads(text)
+        return msgspec.json.decode(text)
 
 
 _parser: _Parser | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlglot import exp
@@ -10,9 +10,9 @@ from sqlglot import exp
 from engine.errors import InvalidParameters
 
 
-def count_params(root: exp.Expression) -> int:
+def count_params(nodes: Iterable[exp.Expression]) -> int:
     anonymous = numbered = 0
-    for ph in root.find_all(exp.Placeholder):
+    for ph in (n for n in nodes if isinstance(n, exp.Placeholder)):
         if ph.this is None:
             anonymous += 1
         elif str(ph.this).isdigit():

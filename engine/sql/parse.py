@@ -38,6 +38,8 @@ _OPENING = frozenset({TokenType.L_PAREN, TokenType.L_BRACKET, TokenType.L_BRACE}
 _CLOSING = frozenset({TokenType.R_PAREN, TokenType.R_BRACKET, TokenType.R_BRACE})
 _LEADING_NOISE = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.S)
 _EXPLAIN = re.compile(r"EXPLAIN(?:\s+ANALY[SZ]E)?\b", re.I)
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|/\*.*?\*/|--[^\n]*", re.S)
+_BRACKETS = re.compile(r"[()\[\]{}]")
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,8 @@ class Statement:
     explain: str  # "", "EXPLAIN" or "EXPLAIN ANALYZE"
 
 
-def parse_statement(text: str, *, max_bytes: int, max_depth: int) -> Statement:
-    """The one statement in ``text`` (comments around it are fine), within the limits."""
+def parse_statement(text: str, *, max_bytes: int) -> Statement:
+    """The one statement in ``text`` (comments around it are fine), within the size limit."""
     if not isinstance(text, str):
         raise SqlSyntaxError("the query must be text")
     size = len(text.encode("utf-8", "surrogatepass"))
@@ -68,9 +70,7 @@ def parse_statement(text: str, *, max_bytes: int, max_depth: int) -> Statement:
         raise SqlSyntaxError("the query is empty")
     if len(statements) > 1:
         raise StatementNotAllowed(f"exactly one statement is allowed, got {len(statements)}")
-    root = statements[0]
-    check_depth(root, max_depth)
-    return Statement(root, explain)
+    return Statement(statements[0], explain)
 
 
 def _parse(body: str, *, offset: int, full_text: str) -> list[exp.Expression]:
@@ -100,11 +100,14 @@ def _position(full: str, offset: int, body: str, line: int | None, col: int | No
     return {"offset": index + 1, "line": before.count("\n") + 1, "column": index - (before.rfind("\n") + 1) + 1}
 
 
-def check_depth(root: exp.Expression, max_depth: int) -> None:
-    """Queries nest at most ``max_depth`` SELECTs deep, expressions ``MAX_EXPRESSION_DEPTH``."""
+def check_depth(root: exp.Expression, max_depth: int) -> list[exp.Expression]:
+    """Queries nest at most ``max_depth`` SELECTs deep, expressions ``MAX_EXPRESSION_DEPTH``.
+    Returns every node, so the checks that follow need not walk the tree again."""
+    nodes = []
     stack = [(root, 0, 1)]
     while stack:
         node, queries, depth = stack.pop()
+        nodes.append(node)
         if isinstance(node, exp.Select):  # a (SELECT …) subquery is one level, not two
             queries += 1
             if queries > max_depth:
@@ -114,19 +117,35 @@ def check_depth(root: exp.Expression, max_depth: int) -> None:
                 f"the query is more than {MAX_EXPRESSION_DEPTH} levels deep: split long chains of operators"
             )
         stack.extend((child, queries, depth + 1) for child in node.iter_expressions())
+    return nodes
 
 
 def check_brackets(text: str) -> None:
-    """Brackets nest at most ``MAX_BRACKET_DEPTH`` deep in the SQL the engines will parse."""
+    """Brackets nest at most ``MAX_BRACKET_DEPTH`` deep in the SQL the engines will parse.
+
+    Quoted text and comments hold no brackets; what is left is scanned bracket by bracket
+    (a regular expression, not a tokenizer: this text can be 256 KB). Should the quick scan
+    not balance, sqlglot's tokenizer decides."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_QUOTED.sub(" ", text)):
+        depth += 1 if bracket in "([{" else -1
+        deepest = max(deepest, depth)
+    if depth != 0:
+        deepest = _tokenized_depth(text)
+    if deepest > MAX_BRACKET_DEPTH:
+        raise QueryTooComplex(f"brackets (calls, casts, subqueries) may nest at most {MAX_BRACKET_DEPTH} deep")
+
+
+def _tokenized_depth(text: str) -> int:
     try:
         tokens = sqlglot.tokenize(text, read=DIALECT)
     except RecursionError:
         raise QueryTooComplex("the query is nested too deeply") from None
-    depth = 0
+    depth = deepest = 0
     for token in tokens:
         if token.token_type in _OPENING:
             depth += 1
-            if depth > MAX_BRACKET_DEPTH:
-                raise QueryTooComplex(f"brackets (calls, casts, subqueries) may nest at most {MAX_BRACKET_DEPTH} deep")
+            deepest = max(deepest, depth)
         elif token.token_type in _CLOSING:
             depth -= 1
+    return deepest

@@ -51,12 +51,15 @@ class BoundRelations:
     views: bool  # reads catalog views (information_schema …)
 
 
-def bind_relations(root: exp.Expression, resolve_table: Callable[[str], str]) -> BoundRelations:
-    """Rewrite ``root`` in place: CTEs get generated names, catalog tables are marked."""
+def bind_relations(
+    root: exp.Expression, resolve_table: Callable[[str], str], nodes: list[exp.Expression]
+) -> BoundRelations:
+    """Rewrite ``root`` (whose nodes are ``nodes``) in place: CTEs get generated names,
+    catalog tables are marked."""
     references: list[tuple[exp.Table, exp.CTE]] = []
     tables: set[str] = set()
     views = False
-    for table in list(root.find_all(exp.Table)):
+    for table in [n for n in nodes if isinstance(n, exp.Table)]:
         if not isinstance(table.this, exp.Identifier):
             continue  # a row-generating table function, checked by checks.py
         qualified = bool(table.args.get("db") or table.args.get("catalog"))
@@ -72,7 +75,7 @@ def bind_relations(root: exp.Expression, resolve_table: Callable[[str], str]) ->
     # Rename only after every reference is resolved: resolution compares the client's names.
     generated: dict[int, str] = {}
     ctes: dict[str, str] = {}
-    for number, cte in enumerate(root.find_all(exp.CTE), start=1):
+    for number, cte in enumerate((n for n in nodes if isinstance(n, exp.CTE)), start=1):
         name = f"{CTE_PREFIX}{number}"
         generated[id(cte)] = name
         ctes[name] = cte.alias

@@ -20,7 +20,7 @@ from engine.sql.checks import check_nodes
 from engine.sql.confirm import confirm_relations, has_dynamic_pivot, serializable
 from engine.sql.introspection import CatalogTable, as_query, render_views
 from engine.sql.params import check_params, count_params
-from engine.sql.parse import DIALECT, check_brackets, parse_statement
+from engine.sql.parse import DIALECT, check_brackets, check_depth, parse_statement
 from engine.sql.relations import bind_relations, render_relations, substitute
 
 _ALLOWED_ROOTS = (exp.Query, exp.Values)
@@ -90,7 +90,7 @@ def validate(
     max_depth: int = 64,
 ) -> ValidatedQuery:
     """Validate ``text``; ``resolve_table`` maps a name to the catalog's spelling or raises."""
-    parsed = parse_statement(text, max_bytes=max_bytes, max_depth=max_depth)
+    parsed = parse_statement(text, max_bytes=max_bytes)
     statement = as_query(parsed.root)
     if statement.prefix and parsed.explain:
         raise UnsupportedQuery(f"EXPLAIN {statement.prefix} is not supported")
@@ -101,8 +101,9 @@ def validate(
         if isinstance(root, exp.Condition):
             raise SqlSyntaxError("expected a query (SELECT, WITH, VALUES, PIVOT or EXPLAIN)")
         raise StatementNotAllowed(f"{root.key.upper()} statements are not allowed: only read-only queries run here")
-    volatile = check_nodes(root)
-    bound = bind_relations(root, resolve_table)
+    nodes = check_depth(root, max_depth)
+    volatile = check_nodes(nodes)
+    bound = bind_relations(root, resolve_table, nodes)
     body = root.sql(dialect=DIALECT)
     check_brackets(body)  # placeholders for table names change no bracket
     return ValidatedQuery(
@@ -112,7 +113,7 @@ def validate(
         statement.prefix or parsed.explain,
         bound.tables,
         bound.ctes,
-        count_params(root),
+        count_params(nodes),
         volatile,
         engine=statement.engine,
         views=bound.views,

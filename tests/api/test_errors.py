@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from engine.config import LimitsSettings
 from tests.api.conftest import Server
 
 HEAVY = "SELECT sum(hash(a.range * b.range)) FROM range(300000) a, range(300000) b"
@@ -54,10 +55,11 @@ def test_malformed_json_body_is_400(http: httpx.Client, body: bytes) -> None:
 
 
 def test_sql_too_large_is_413(http: httpx.Client) -> None:
-    huge = "SELECT 1 -- " + "x" * 300_000
+    limit = LimitsSettings().max_sql_bytes
+    huge = "SELECT 1 -- " + "x" * (limit + limit // 2)  # over the SQL cap, under the body cap
     problem(http.post("/api/sql", content=huge), 413, "query_too_large")
     problem(http.post("/api/sql", json={"sql": huge}), 413, "query_too_large")
-    problem(http.post("/api/sql", content="SELECT 1 -- " + "x" * 2_000_000), 413, "request_too_large")
+    problem(http.post("/api/sql", content="SELECT 1 -- " + "x" * max(2 * 1024**2, limit * 4)), 413, "request_too_large")
 
 
 def test_unknown_table_in_sql_is_400(http: httpx.Client) -> None:
