@@ -13,6 +13,7 @@ import msgspec
 import pyarrow as pa
 from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
+from litestar.params import FromPath
 
 from api.auth import authenticate
 from api.cache import cache_key, etag_for
@@ -125,7 +126,7 @@ async def _snapshot(request: Request, state: State, name: str) -> tuple[TableSna
 
 
 @get("/api/tables/{name:str}", tags=["catalog"])
-async def describe_table(request: Request, state: State, name: str) -> Response:
+async def describe_table(request: Request, state: State, name: FromPath[str]) -> Response:
     """Schema (Arrow types as strings), partitions, version, files, bytes. With
     ``Accept: application/vnd.apache.arrow.stream``: the exact Arrow schema as an empty stream."""
     snap, _ = await _snapshot(request, state, name)
@@ -138,7 +139,7 @@ async def describe_table(request: Request, state: State, name: str) -> Response:
 
 
 @get("/api/tables/{name:str}/history", tags=["catalog"])
-async def table_history(request: Request, state: State, name: str) -> Response:
+async def table_history(request: Request, state: State, name: FromPath[str]) -> Response:
     """The versions of a managed table, newest first."""
     snap, _ = await _snapshot(request, state, name)
     entries = await _service(state).run_blocking(state.db.history, snap.name)
@@ -149,7 +150,7 @@ async def table_history(request: Request, state: State, name: str) -> Response:
 
 
 @get("/api/tables/{name:str}/rows", tags=["query"])
-async def table_rows(request: Request, state: State, name: str) -> Response:
+async def table_rows(request: Request, state: State, name: FromPath[str]) -> Response:
     """PostgREST-style query: select=, col=op.value filters, or=(), order=, limit=, offset=."""
     snap, token = await _snapshot(request, state, name)
     fmt = _format(request)
@@ -229,7 +230,7 @@ async def list_queries(request: Request, state: State) -> Response:
 
 
 @delete("/api/queries/{query_id:str}", tags=["operations"], status_code=202)
-async def cancel_query(request: Request, state: State, query_id: str) -> Response:
+async def cancel_query(request: Request, state: State, query_id: FromPath[str]) -> Response:
     """Cancel one query (admin token): it stops in its engine, whichever worker runs it."""
     check_admin(authenticate(request))
     if not await _service(state).run_blocking(_service(state).ops.cancel, query_id):
