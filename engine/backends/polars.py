@@ -11,11 +11,14 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import duckdb
 import polars as pl
 import pyarrow as pa
 
 from engine.backends.base import DEFAULT_BATCH_ROWS, Backend, Execution, QueryControl
-from engine.backends.semantics import duckdb_semantics, regular_schema
+from engine.backends.polars_sql import polars_sql
+from engine.backends.reference import conform, reference_schema
+from engine.backends.semantics import regular_schema
 from engine.catalog import TableSnapshot
 from engine.errors import (
     ColonnadeError,
@@ -26,18 +29,9 @@ from engine.errors import (
     TableNotFound,
     UnsupportedQuery,
 )
-from engine.sql import ValidatedQuery, bind_literals
+from engine.sql import ValidatedQuery
 
 _POLL_S = 0.002
-
-
-def polars_sql(query: ValidatedQuery, params: Sequence[Any]) -> str:
-    """The SQL text Polars runs: DuckDB semantics kept where the two engines differ."""
-    ast = duckdb_semantics(bind_literals(query.ast, params) if params else query.ast.copy())
-    # Quote every identifier: Polars' parser takes words like TOP as keywords, and it matches
-    # names case-sensitively whether quoted or not, so quoting changes nothing else.
-    body = ast.sql(dialect="duckdb", identify=True)
-    return f"{query.explain} {body}" if query.explain else body
 
 
 def scan(snap: TableSnapshot) -> pl.LazyFrame:
@@ -73,8 +67,9 @@ class PolarsBackend(Backend):
         batch_rows: int = DEFAULT_BATCH_ROWS,
     ) -> Execution:
         try:
+            reference = shape(query, params, tables)
             ctx = pl.SQLContext({name: scan(snap) for name, snap in tables.items()})
-            frame = ctx.execute(polars_sql(query, params))
+            frame = ctx.execute(polars_sql(query, params, tables))
             schema = frame.collect_schema()  # resolves tables and columns: errors surface here
         except ColonnadeError:
             control.finish()
@@ -82,11 +77,13 @@ class PolarsBackend(Backend):
         except (Exception, pl.exceptions.PanicException) as exc:  # a panic is a BaseException
             control.finish()
             raise translate_error(exc) from None
-        arrow_schema = regular_schema(pl.DataFrame(schema=schema).to_arrow().schema)
-        return Execution(arrow_schema, self._run(frame, control, batch_rows), control, translate_error)
+        arrow_schema = reference or regular_schema(pl.DataFrame(schema=schema).to_arrow().schema)
+        return Execution(arrow_schema, self._run(frame, control, batch_rows, reference), control, translate_error)
 
     @staticmethod
-    def _run(frame: pl.LazyFrame, control: QueryControl, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    def _run(
+        frame: pl.LazyFrame, control: QueryControl, batch_rows: int, reference: pa.Schema | None
+    ) -> Iterator[pa.RecordBatch]:
         # collect_batches cannot be stopped, so collect in the background and poll: a timeout
         # or hang-up then cancels the query. The result is held whole, then streamed.
         running = frame.collect(background=True)
@@ -99,7 +96,18 @@ class PolarsBackend(Backend):
             raise translate_error(exc) from None
         control.check()
         table = df.to_arrow()
-        yield from table.cast(regular_schema(table.schema)).to_batches(max_chunksize=batch_rows)
+        table = conform(table, reference) if reference else table.cast(regular_schema(table.schema))
+        yield from table.to_batches(max_chunksize=batch_rows)
+
+
+def shape(query: ValidatedQuery, params: Sequence[Any], tables: Mapping[str, TableSnapshot]) -> pa.Schema | None:
+    """DuckDB's names and Arrow types for the result; a query DuckDB rejects fails as on DuckDB."""
+    from engine.backends import duckdb as duckdb_backend
+
+    try:
+        return reference_schema(query, params, tables)
+    except duckdb.Error as exc:
+        raise duckdb_backend.translate_error(exc) from None
 
 
 def translate_error(exc: BaseException) -> ColonnadeError:

@@ -1,0 +1,407 @@
+"""DuckDB's SQL → the SQL Polars runs, with DuckDB's answers (sqlglot-optimizer style).
+
+The validated AST goes through four steps:
+1. ``refuse``: constructs Polars cannot express are named in a 4xx ``unsupported_query`` before
+   Polars sees them (never a 500, never a wrong answer);
+2. ``annotate``: sqlglot's ``qualify`` (columns resolved against the snapshots' schemas, select
+   aliases expanded, ``USING`` columns coalesced, derived tables named) and ``annotate_types``;
+3. ``RULES``: one pure function per DuckDB semantic Polars lacks, chosen by operand type;
+4. ``Polars`` (a sqlglot dialect): DuckDB functions under the names Polars knows.
+
+Names and Arrow types are not decided here: ``reference.conform`` casts the result to DuckDB's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlglot import exp
+from sqlglot.dialects.duckdb import DuckDB
+from sqlglot.errors import OptimizeError, SqlglotError
+from sqlglot.generators.duckdb import DuckDBGenerator
+from sqlglot.optimizer.annotate_types import annotate_types
+from sqlglot.optimizer.qualify import qualify
+
+from engine.backends.reference import duckdb_type_names
+from engine.backends.semantics import duckdb_semantics
+from engine.catalog import TableSnapshot
+from engine.errors import UnsupportedQuery
+from engine.sql import ValidatedQuery, bind_literals
+
+T = exp.DataType.Type
+INTEGERS = exp.DataType.INTEGER_TYPES | {T.BOOLEAN}
+FLOATS = {T.DOUBLE, T.FLOAT}
+TEMPORAL = {T.DATE, T.TIMESTAMP, T.DATETIME}
+_EPOCH_2000_01_03 = 946857600  # DuckDB's time_bucket origin for intervals of days and less
+
+
+def polars_sql(query: ValidatedQuery, params: Sequence[Any], tables: Mapping[str, TableSnapshot]) -> str:
+    """The SQL text Polars runs for ``query``: DuckDB's semantics kept where the engines differ."""
+    ast = bind_literals(query.ast, params) if params else query.ast.copy()
+    refuse(ast)
+    ast = annotate(ast, tables)
+    for rule in RULES:
+        ast = ast.transform(rule)
+    ast = duckdb_semantics(ast)
+    # Quote every identifier: Polars' parser takes words like TOP as keywords, and it matches
+    # names case-sensitively whether quoted or not, so quoting changes nothing else.
+    body = ast.sql(dialect=Polars, identify=True)
+    return f"{query.explain} {body}" if query.explain else body
+
+
+# -- 1. what Polars cannot express ---------------------------------------------------------
+
+_JOIN_KINDS = {"ASOF": "ASOF joins", "POSITIONAL": "POSITIONAL joins"}
+
+
+def _unsupported(node: exp.Expression) -> str | None:
+    """The name of the construct ``node`` is, when Polars cannot run it."""
+    if isinstance(node, exp.Join):
+        kind = (node.args.get("kind") or "").upper()
+        return _JOIN_KINDS.get(kind)
+    simple: dict[type[exp.Expression], str] = {
+        exp.Lateral: "LATERAL",
+        exp.TableSample: "SAMPLE / TABLESAMPLE",
+        exp.Pivot: "PIVOT / UNPIVOT",
+        exp.Lambda: "lambda functions (x -> ...)",
+        exp.JSONExtract: "JSON operators and functions (->, ->>, json_extract)",
+        exp.JSONExtractScalar: "JSON operators and functions (->, ->>, json_extract)",
+        exp.Slice: "slices ([a:b])",
+        exp.Struct: "STRUCT values ({'k': v}, struct_pack)",
+        exp.ToMap: "MAP values",
+        exp.VarMap: "MAP values",
+        exp.Map: "MAP values",
+    }
+    for kind, name in simple.items():
+        if isinstance(node, kind):
+            return name
+    if isinstance(node, exp.Columns) and not isinstance(node.this, exp.Literal):
+        return "COLUMNS(...) over a list or lambda"
+    if isinstance(node, exp.AggFunc) and isinstance(node.this, exp.Distinct) and not isinstance(node, exp.Count):
+        return f"{node.sql_name()}(DISTINCT ...)"
+    if isinstance(node, exp.Func) and node.key.startswith("json"):
+        return "JSON operators and functions (->, ->>, json_extract)"
+    if isinstance(node, exp.Anonymous) and str(node.name).lower().startswith("json"):
+        return "JSON operators and functions (->, ->>, json_extract)"
+    return None
+
+
+def refuse(ast: exp.Expression) -> None:
+    for node in ast.walk():
+        name = _unsupported(node)
+        if name:
+            raise UnsupportedQuery(f"the Polars engine cannot run {name}: run this query on DuckDB")
+
+
+# -- 2. columns resolved, types known --------------------------------------------------------
+
+
+def annotate(ast: exp.Expression, tables: Mapping[str, TableSnapshot]) -> exp.Expression:
+    """``ast`` qualified against the snapshots' schemas and annotated with types."""
+    schema = {name: duckdb_type_names(snap.schema) for name, snap in tables.items()}
+    try:
+        ast = qualify(
+            ast,
+            schema=schema,
+            dialect="duckdb",
+            quote_identifiers=False,
+            identify=False,
+            validate_qualify_columns=False,
+        )
+        return annotate_types(ast, schema=schema, dialect="duckdb")
+    except (OptimizeError, SqlglotError, KeyError, ValueError) as exc:
+        raise UnsupportedQuery(f"the Polars engine cannot resolve this query ({exc}): run it on DuckDB") from None
+
+
+def _type(node: exp.Expression) -> T | None:
+    t = node.type
+    return t.this if isinstance(t, exp.DataType) else None
+
+
+# -- 3. DuckDB's semantics, by operand type --------------------------------------------------
+
+
+def _cast(node: exp.Expression, to: str) -> exp.Cast:
+    return exp.cast(node.copy(), exp.DataType.build(to, dialect="duckdb"))
+
+
+def _wide_integer_sums(node: exp.Expression) -> exp.Expression:
+    """DuckDB sums integers into a HUGEINT; Polars keeps the column's width and wraps around."""
+    if isinstance(node, exp.Sum) and _type(node.this) in INTEGERS:
+        node.set("this", _cast(node.this, "DECIMAL(38, 0)"))
+    return node
+
+
+def _round_half_away_from_zero(node: exp.Expression) -> exp.Expression:
+    """DuckDB rounds a DOUBLE half away from zero; Polars rounds half to even."""
+    if not isinstance(node, exp.Round) or _type(node.this) not in FLOATS:
+        return node
+    digits = node.args.get("decimals")
+    scale = exp.Pow(this=exp.Literal.number(10), expression=digits.copy()) if digits else exp.Literal.number(1)
+    x = node.this.copy()
+    rounded = exp.Floor(this=exp.Add(this=exp.Mul(this=exp.Abs(this=x), expression=scale), expression=exp.Literal.number(0.5)))
+    signed = exp.Mul(this=exp.Sign(this=x.copy()), expression=rounded)
+    return exp.Paren(this=exp.Div(this=signed, expression=scale.copy()) if digits else signed)
+
+
+def _days(node: exp.Expression) -> exp.Expression:
+    """Days since 1970-01-01 of a DATE (or of a TIMESTAMP's date), as Polars computes it."""
+    if _type(node) != T.DATE:
+        node = _cast(node, "DATE")
+    return _cast(node, "INTEGER")
+
+
+def _date_minus_date(node: exp.Expression) -> exp.Expression:
+    """DuckDB's ``date - date`` is a BIGINT count of days; Polars gives a duration."""
+    if isinstance(node, exp.Sub) and _type(node.this) == T.DATE and _type(node.expression) == T.DATE:
+        return exp.Paren(this=exp.Sub(this=_days(node.this), expression=_days(node.expression)))
+    return node
+
+
+def _months(node: exp.Expression) -> exp.Expression:
+    year = exp.Extract(this=exp.var("YEAR"), expression=node.copy())
+    month = exp.Extract(this=exp.var("MONTH"), expression=node.copy())
+    return exp.Add(this=exp.Mul(this=year, expression=exp.Literal.number(12)), expression=month)
+
+
+def _epoch_floor(node: exp.Expression, seconds: int) -> exp.Expression:
+    epoch = exp.Extract(this=exp.var("EPOCH"), expression=node.copy())
+    return exp.Floor(this=exp.Div(this=epoch, expression=exp.Literal.number(seconds)))
+
+
+_DIFF_SECONDS = {"HOUR": 3600, "MINUTE": 60, "SECOND": 1}
+
+
+def _date_diff(node: exp.Expression) -> exp.Expression:
+    """date_diff(unit, a, b): the number of unit boundaries between a and b, as DuckDB counts."""
+    if not isinstance(node, exp.DateDiff):
+        return node
+    unit = node.text("unit").upper().rstrip("S") or "DAY"
+    start, end = node.expression, node.this
+    if unit == "DAY":
+        return exp.Paren(this=exp.Sub(this=_days(end), expression=_days(start)))
+    if unit == "MONTH":
+        return exp.Paren(this=exp.Sub(this=_months(end), expression=_months(start)))
+    if unit == "YEAR":
+        years = [exp.Extract(this=exp.var("YEAR"), expression=x.copy()) for x in (end, start)]
+        return exp.Paren(this=exp.Sub(this=years[0], expression=years[1]))
+    if unit in _DIFF_SECONDS and _type(start) in TEMPORAL and _type(end) in TEMPORAL:
+        seconds = _DIFF_SECONDS[unit]
+        diff = exp.Sub(this=_epoch_floor(end, seconds), expression=_epoch_floor(start, seconds))
+        return _cast(exp.Paren(this=diff), "BIGINT")
+    return node
+
+
+def _date_compared_to_timestamp(node: exp.Expression) -> exp.Expression:
+    """DuckDB compares a DATE with a TIMESTAMP as timestamps; Polars refuses the pair."""
+    if isinstance(node, (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)):
+        left, right = _type(node.this), _type(node.expression)
+        if left == T.DATE and right in (T.TIMESTAMP, T.DATETIME):
+            node.set("this", _cast(node.this, "TIMESTAMP"))
+        elif right == T.DATE and left in (T.TIMESTAMP, T.DATETIME):
+            node.set("expression", _cast(node.expression, "TIMESTAMP"))
+    return node
+
+
+def _list_length(node: exp.Expression) -> exp.Expression:
+    """DuckDB's len() takes lists as well as strings; Polars' LENGTH only strings."""
+    if isinstance(node, exp.Length) and _type(node.this) in (T.ARRAY, T.LIST):
+        return exp.ArraySize(this=node.this.copy())
+    return node
+
+
+def _timestamp_as_text(node: exp.Expression) -> exp.Expression:
+    """DuckDB prints a TIMESTAMP without trailing fractional zeros; Polars always prints six."""
+    if isinstance(node, exp.Cast) and node.to.this in exp.DataType.TEXT_TYPES and _type(node.this) in TEMPORAL:
+        if _type(node.this) == T.DATE:
+            return node
+        text = exp.Anonymous(this="STRFTIME", expressions=[node.this.copy(), exp.Literal.string("%Y-%m-%d %H:%M:%S.%6f")])
+        no_zeros = exp.Anonymous(this="RTRIM", expressions=[text, exp.Literal.string("0")])
+        return exp.Anonymous(this="RTRIM", expressions=[no_zeros, exp.Literal.string(".")])
+    return node
+
+
+def _time_bucket(node: exp.Expression) -> exp.Expression:
+    """time_bucket(INTERVAL n unit, ts) for a fixed-length interval, from DuckDB's origin."""
+    if not isinstance(node, exp.DateBin) or _type(node.expression) not in (T.TIMESTAMP, T.DATETIME):
+        return node
+    interval, origin = node.this, node.args.get("origin") or node.args.get("zone")
+    seconds = _interval_seconds(interval)
+    if seconds is None or origin is not None:
+        return node
+    epoch = exp.Extract(this=exp.var("EPOCH"), expression=node.expression.copy())
+    offset = exp.Sub(this=epoch, expression=exp.Literal.number(_EPOCH_2000_01_03))
+    buckets = exp.Floor(this=exp.Div(this=offset, expression=exp.Literal.number(seconds)))
+    start = exp.Add(
+        this=exp.Mul(this=buckets, expression=exp.Literal.number(seconds)),
+        expression=exp.Literal.number(_EPOCH_2000_01_03),
+    )
+    micros = _cast(exp.Mul(this=exp.Paren(this=start), expression=exp.Literal.number(1_000_000)), "BIGINT")
+    return _cast(micros, "TIMESTAMP")
+
+
+_UNIT_SECONDS = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400, "WEEK": 604800}
+
+
+def _interval_seconds(interval: exp.Expression) -> int | None:
+    if not isinstance(interval, exp.Interval) or not isinstance(interval.this, exp.Literal):
+        return None
+    unit = interval.text("unit").upper().rstrip("S")
+    try:
+        amount = int(str(interval.this.this).split()[0])
+    except ValueError:
+        return None
+    return amount * _UNIT_SECONDS[unit] if unit in _UNIT_SECONDS and amount > 0 else None
+
+
+RULES: tuple[Callable[[exp.Expression], exp.Expression], ...] = (
+    _wide_integer_sums,
+    _round_half_away_from_zero,
+    _date_minus_date,
+    _date_diff,
+    _date_compared_to_timestamp,
+    _list_length,
+    _timestamp_as_text,
+    _time_bucket,
+)
+
+
+# -- 4. DuckDB functions under Polars' names -------------------------------------------------
+
+
+def _fn(name: str, *args: exp.Expression) -> exp.Anonymous:
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+def _var_pop(self: DuckDBGenerator, node: exp.Expression) -> str:
+    x, n = node.this, exp.Count(this=node.this.copy())
+    scaled = exp.Div(
+        this=exp.Mul(this=_fn("VAR_SAMP", x.copy()), expression=exp.Sub(this=n, expression=exp.Literal.number(1))),
+        expression=n.copy(),
+    )
+    one = exp.EQ(this=n.copy(), expression=exp.Literal.number(1))
+    value = exp.Case(ifs=[exp.If(this=one, true=exp.Literal.number(0.0))], default=scaled)
+    return self.sql(_fn("SQRT", value) if isinstance(node, exp.StddevPop) else value)
+
+
+def _arg_max(self: DuckDBGenerator, node: exp.ArgMax | exp.ArgMin) -> str:
+    descending = isinstance(node, exp.ArgMax)
+    order = exp.Order(expressions=[exp.Ordered(this=node.expression.copy(), desc=descending, nulls_first=False)])
+    first = _fn("ARRAY_GET", _fn("ARRAY_AGG", exp.Order(this=node.this.copy(), expressions=order.expressions)), exp.Literal.number(1))
+    none = exp.Is(this=_fn("MAX", node.expression.copy()), expression=exp.Null())
+    return self.sql(exp.Case(ifs=[exp.If(this=none, true=exp.Null())], default=first))
+
+
+def _full_match(self: DuckDBGenerator, node: exp.Expression) -> str:
+    pattern = node.expression
+    if not isinstance(pattern, exp.Literal):
+        return self.function_fallback_sql(node)
+    anchored = exp.Literal.string(f"^(?:{pattern.this})$")
+    return self.sql(_fn("REGEXP_LIKE", node.this, anchored))
+
+
+def _regexp_like(self: DuckDBGenerator, node: exp.RegexpLike) -> str:
+    flags = node.args.get("flag")
+    return self.sql(_fn("REGEXP_LIKE", node.this, node.expression, *([flags] if flags else [])))
+
+
+def _ordered(self: DuckDBGenerator, node: exp.Ordered) -> str:
+    # Polars puts NULLs first when descending; DuckDB puts them last either way unless told.
+    nulls = " NULLS FIRST" if node.args.get("nulls_first") else " NULLS LAST"
+    return f"{self.sql(node, 'this')}{' DESC' if node.args.get('desc') else ''}{nulls}"
+
+
+def _trim(self: DuckDBGenerator, node: exp.Trim) -> str:
+    chars = node.expression
+    if chars is None:
+        return self.trim_sql(node)
+    position = (node.text("position") or "BOTH").upper()
+    return f"TRIM({position} {self.sql(chars)} FROM {self.sql(node, 'this')})"
+
+
+def _cte(self: DuckDBGenerator, node: exp.CTE) -> str:
+    # MATERIALIZED only hints DuckDB's planner; Polars' parser does not know the word.
+    node = node.copy()
+    node.set("materialized", None)
+    return DuckDBGenerator.cte_sql(self, node)
+
+
+def _null_safe(op: str) -> Callable[[DuckDBGenerator, exp.Expression], str]:
+    # Polars' parser binds IS [NOT] DISTINCT FROM looser than AND: keep it in brackets.
+    return lambda self, node: f"({self.sql(node, 'this')} {op} {self.sql(node, 'expression')})"
+
+
+def _string(self: DuckDBGenerator, node: exp.Literal) -> str:
+    if node.is_string:  # no E'…' escape strings: Polars takes them as unsupported literals
+        return "'" + node.this.replace("'", "''") + "'"
+    return DuckDBGenerator.literal_sql(self, node)
+
+
+# DuckDB functions sqlglot keeps as anonymous calls, and their Polars spelling.
+_RENAMED = {
+    "STRLEN": "OCTET_LENGTH",
+    "PREFIX": "STARTS_WITH",
+    "SUFFIX": "ENDS_WITH",
+    "LIST_SUM": "ARRAY_SUM",
+    "LIST_AVG": "ARRAY_MEAN",
+    "ARRAY_AVG": "ARRAY_MEAN",
+    "LIST_HAS": "ARRAY_CONTAINS",
+    "LIST_REVERSE": "ARRAY_REVERSE",
+    "ARRAY_REVERSE": "ARRAY_REVERSE",
+    "INSTR": "STRPOS",
+}
+
+
+def _anonymous(self: DuckDBGenerator, node: exp.Anonymous) -> str:
+    name = str(node.name).upper()
+    if name == "FDIV" and len(node.expressions) == 2:
+        a, b = node.expressions
+        return self.sql(exp.Floor(this=exp.Div(this=_cast(a, "DOUBLE"), expression=b.copy())))
+    return self.func(_RENAMED.get(name, str(node.name)), *node.expressions)
+
+
+class PolarsGenerator(DuckDBGenerator):
+    TRANSFORMS = {  # noqa: RUF012 - sqlglot's own class-level table
+        **DuckDBGenerator.TRANSFORMS,
+        exp.RegexpLike: _regexp_like,
+        exp.RegexpFullMatch: _full_match,
+        exp.SimilarTo: _full_match,
+        exp.Split: lambda self, e: self.func("STRING_TO_ARRAY", e.this, e.expression),
+        exp.StrPosition: lambda self, e: self.func("STRPOS", e.this, e.args.get("substr")),
+        exp.ArrayContains: lambda self, e: self.func("ARRAY_CONTAINS", e.this, e.expression),
+        exp.ArraySize: lambda self, e: self.func("ARRAY_LENGTH", e.this),
+        exp.ArrayDistinct: lambda self, e: self.func("ARRAY_UNIQUE", e.this),
+        exp.CountIf: lambda self, e: self.sql(exp.Count(this=exp.Case(ifs=[exp.If(this=e.this, true=exp.Literal.number(1))]))),
+        exp.LogicalAnd: lambda self, e: self.func("MIN", e.this),
+        exp.LogicalOr: lambda self, e: self.func("MAX", e.this),
+        exp.VariancePop: _var_pop,
+        exp.StddevPop: _var_pop,
+        exp.ApproxDistinct: lambda self, e: self.sql(exp.Count(this=exp.Distinct(expressions=[e.this]))),
+        exp.ArgMax: _arg_max,
+        exp.ArgMin: _arg_max,
+        exp.Dayname: lambda self, e: self.func("STRFTIME", e.this, exp.Literal.string("%A")),
+        exp.Monthname: lambda self, e: self.func("STRFTIME", e.this, exp.Literal.string("%B")),
+        exp.TimeToUnix: lambda self, e: f"EXTRACT(EPOCH FROM {self.sql(e, 'this')})",
+        exp.LastDay: lambda self, e: self.sql(
+            exp.cast(
+                exp.Sub(
+                    this=exp.Add(this=_fn("DATE_TRUNC", exp.Literal.string("month"), e.this), expression=exp.Interval(this=exp.Literal.string("1"), unit=exp.var("MONTH"))),
+                    expression=exp.Interval(this=exp.Literal.string("1"), unit=exp.var("DAY")),
+                ),
+                exp.DataType.build("DATE"),
+            )
+        ),
+        exp.Contains: lambda self, e: f"(STRPOS({self.sql(e, 'this')}, {self.sql(e, 'expression')}) > 0)",
+        exp.Trim: _trim,
+        exp.CTE: _cte,
+        exp.NullSafeEQ: _null_safe("IS NOT DISTINCT FROM"),
+        exp.NullSafeNEQ: _null_safe("IS DISTINCT FROM"),
+        exp.Ordered: _ordered,
+        exp.Literal: _string,
+        exp.Anonymous: _anonymous,
+    }
+
+
+class Polars(DuckDB):
+    Generator = PolarsGenerator

@@ -1,0 +1,117 @@
+"""The shape DuckDB gives a query's result — column names and Arrow types — so every engine
+hands clients the same schema.
+
+DuckDB's binder names unaliased expressions (``count_star()``, ``sum(n_nationkey)``) and types
+them (an integer sum is HUGEINT, which reaches Arrow as DECIMAL(38, 0)); other engines name and
+type them their own way. The reference schema comes from binding the query in an in-memory
+DuckDB holding empty tables with each snapshot's schema: nothing runs and no file is read, so
+it costs a couple of milliseconds. ``conform`` then renames and casts another engine's result to
+it; a value that does not fit is an error, never a silently different answer.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from engine.catalog import TableSnapshot
+from engine.errors import UnsupportedQuery
+from engine.sql import ValidatedQuery
+
+
+class _Binder:
+    """One locked-down in-memory DuckDB whose tables are empty copies of the snapshots' schemas."""
+
+    def __init__(self) -> None:
+        self._con = duckdb.connect(config={"threads": 1})
+        for statement in (
+            "SET enable_external_access = false",
+            "SET autoinstall_known_extensions = false",
+            "SET autoload_known_extensions = false",
+            "SET python_enable_replacements = false",
+        ):
+            self._con.execute(statement)
+        self._tables: set[str] = set()
+        self._lock = threading.Lock()
+
+    def table(self, snap: TableSnapshot) -> str:
+        name = f"{snap.name}@{hash(snap.schema.to_string()) & 0xFFFFFFFF:08x}"
+        with self._lock:
+            if name not in self._tables:
+                self._con.register("__schema", snap.schema.empty_table())
+                self._con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM __schema')
+                self._con.unregister("__schema")
+                self._tables.add(name)
+        return name
+
+    def bind(self, text: str, params: Sequence[Any]) -> tuple[list[str], list[str]]:
+        cursor = self._con.cursor()
+        try:
+            relation = cursor.sql(text, params=list(params) or None)
+            return list(relation.columns), [str(t) for t in relation.types]
+        finally:
+            cursor.close()
+
+
+@functools.cache
+def _binder() -> _Binder:
+    return _Binder()
+
+
+@functools.cache
+def arrow_type(duckdb_type: str) -> pa.DataType:
+    """The Arrow type DuckDB hands out for one of its types (HUGEINT → decimal128(38, 0) …)."""
+    with duckdb.connect() as con:  # a trusted type name from DuckDB's own binder, no user text
+        return con.sql(f"SELECT CAST(NULL AS {duckdb_type}) AS v").to_arrow_table().schema.field(0).type
+
+
+@functools.lru_cache(maxsize=256)
+def _type_names(schema: pa.Schema) -> tuple[tuple[str, str], ...]:
+    with duckdb.connect() as con:
+        relation = con.from_arrow(schema.empty_table())
+        return tuple((name, str(t)) for name, t in zip(relation.columns, relation.types, strict=True))
+
+
+def duckdb_type_names(schema: pa.Schema) -> dict[str, str]:
+    """Column → DuckDB type name, as DuckDB reads a table with this Arrow schema."""
+    return dict(_type_names(schema))
+
+
+def reference_schema(
+    query: ValidatedQuery, params: Sequence[Any], tables: Mapping[str, TableSnapshot]
+) -> pa.Schema | None:
+    """The schema the DuckDB engine gives ``query``: names and Arrow types (None for EXPLAIN,
+    whose plan is each engine's own). A query DuckDB rejects raises DuckDB's error."""
+    if query.explain:
+        return None
+    binder = _binder()
+    physical = {name: binder.table(snap) for name, snap in tables.items()}
+    names, types = binder.bind(query.sql("duckdb", physical=physical), params)
+    return pa.schema([pa.field(n, arrow_type(t)) for n, t in zip(names, types, strict=True)])
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with ``schema``'s names and types (an error if a value does not fit)."""
+    if table.num_columns != schema.__len__():
+        raise UnsupportedQuery(
+            f"this engine's result has {table.num_columns} columns where DuckDB's has {len(schema)}: "
+            "run the query on DuckDB"
+        )
+    columns = []
+    for column, field in zip(table.columns, schema, strict=True):
+        if column.type == field.type:
+            columns.append(column)
+            continue
+        try:
+            columns.append(column.cast(field.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise UnsupportedQuery(
+                f"column {field.name!r}: this engine computes {column.type} where DuckDB gives {field.type} "
+                f"({str(exc).splitlines()[0]}): run the query on DuckDB"
+            ) from None
+    return pa.Table.from_arrays(columns, schema=schema)
