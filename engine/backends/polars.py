@@ -25,7 +25,6 @@ from engine.errors import (
     ColumnNotFound,
     EngineError,
     QueryError,
-    SqlSyntaxError,
     TableNotFound,
     UnsupportedQuery,
 )
@@ -115,7 +114,8 @@ def translate_error(exc: BaseException) -> ColonnadeError:
     if isinstance(exc, pl.exceptions.ColumnNotFoundError):
         return ColumnNotFound(message)
     if isinstance(exc, pl.exceptions.SQLSyntaxError):
-        return SqlSyntaxError(message)
+        # The query parsed as DuckDB SQL before it got here: Polars' parser lacks the construct.
+        return UnsupportedQuery(f"Polars cannot run this query: {message}")
     if isinstance(exc, pl.exceptions.SQLInterfaceError):
         if "not found" in message and "relation" in message:
             return TableNotFound(message)

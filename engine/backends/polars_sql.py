@@ -32,7 +32,8 @@ from engine.sql import ValidatedQuery, bind_literals
 T = exp.DataType.Type
 INTEGERS = exp.DataType.INTEGER_TYPES | {T.BOOLEAN}
 FLOATS = {T.DOUBLE, T.FLOAT}
-TEMPORAL = {T.DATE, T.TIMESTAMP, T.DATETIME}
+TIMESTAMPS = {T.TIMESTAMP, T.DATETIME, T.TIMESTAMPNTZ, T.TIMESTAMP_S, T.TIMESTAMP_MS, T.TIMESTAMP_NS}
+TEMPORAL = {T.DATE, *TIMESTAMPS}
 _EPOCH_2000_01_03 = 946857600  # DuckDB's time_bucket origin for intervals of days and less
 
 
@@ -41,6 +42,7 @@ def polars_sql(query: ValidatedQuery, params: Sequence[Any], tables: Mapping[str
     ast = bind_literals(query.ast, params) if params else query.ast.copy()
     refuse(ast)
     ast = annotate(ast, tables)
+    refuse_typed(ast)
     for rule in RULES:
         ast = ast.transform(rule)
     ast = duckdb_semantics(ast)
@@ -58,8 +60,9 @@ _JOIN_KINDS = {"ASOF": "ASOF joins", "POSITIONAL": "POSITIONAL joins"}
 def _unsupported(node: exp.Expression) -> str | None:
     """The name of the construct ``node`` is, when Polars cannot run it."""
     if isinstance(node, exp.Join):
-        kind = (node.args.get("kind") or "").upper()
-        return _JOIN_KINDS.get(kind)
+        if isinstance(node.this, exp.Unnest):
+            return "UNNEST in FROM (a lateral join)"
+        return _JOIN_KINDS.get((node.args.get("kind") or "").upper())
     simple: dict[type[exp.Expression], str] = {
         exp.Lateral: "LATERAL",
         exp.TableSample: "SAMPLE / TABLESAMPLE",
@@ -76,8 +79,9 @@ def _unsupported(node: exp.Expression) -> str | None:
     for kind, name in simple.items():
         if isinstance(node, kind):
             return name
-    if isinstance(node, exp.Columns) and not isinstance(node.this, exp.Literal):
-        return "COLUMNS(...) over a list or lambda"
+    if isinstance(node, exp.Columns):
+        return "COLUMNS(...)"
+
     if isinstance(node, exp.AggFunc) and isinstance(node.this, exp.Distinct) and not isinstance(node, exp.Count):
         return f"{node.sql_name()}(DISTINCT ...)"
     if isinstance(node, exp.Func) and node.key.startswith("json"):
@@ -114,6 +118,19 @@ def annotate(ast: exp.Expression, tables: Mapping[str, TableSnapshot]) -> exp.Ex
         raise UnsupportedQuery(f"the Polars engine cannot resolve this query ({exc}): run it on DuckDB") from None
 
 
+def _unsupported_typed(node: exp.Expression) -> str | None:
+    if isinstance(node, exp.Bracket) and _type(node.this) == T.MAP:
+        return "MAP access (m[key])"
+    return None
+
+
+def refuse_typed(ast: exp.Expression) -> None:
+    for node in ast.walk():
+        name = _unsupported_typed(node)
+        if name:
+            raise UnsupportedQuery(f"the Polars engine cannot run {name}: run this query on DuckDB")
+
+
 def _type(node: exp.Expression) -> T | None:
     t = node.type
     return t.this if isinstance(t, exp.DataType) else None
@@ -124,6 +141,11 @@ def _type(node: exp.Expression) -> T | None:
 
 def _cast(node: exp.Expression, to: str) -> exp.Cast:
     return exp.cast(node.copy(), exp.DataType.build(to, dialect="duckdb"))
+
+
+def _p(node: exp.Expression) -> exp.Paren:
+    """Brackets: sqlglot prints a built tree as is, so operator precedence must be explicit."""
+    return exp.Paren(this=node)
 
 
 def _wide_integer_sums(node: exp.Expression) -> exp.Expression:
@@ -138,11 +160,11 @@ def _round_half_away_from_zero(node: exp.Expression) -> exp.Expression:
     if not isinstance(node, exp.Round) or _type(node.this) not in FLOATS:
         return node
     digits = node.args.get("decimals")
-    scale = exp.Pow(this=exp.Literal.number(10), expression=digits.copy()) if digits else exp.Literal.number(1)
+    scale = _fn("POWER", exp.Literal.number(10), digits.copy()) if digits else exp.Literal.number(1)
     x = node.this.copy()
-    rounded = exp.Floor(this=exp.Add(this=exp.Mul(this=exp.Abs(this=x), expression=scale), expression=exp.Literal.number(0.5)))
-    signed = exp.Mul(this=exp.Sign(this=x.copy()), expression=rounded)
-    return exp.Paren(this=exp.Div(this=signed, expression=scale.copy()) if digits else signed)
+    shifted = exp.Add(this=_p(exp.Mul(this=exp.Abs(this=x), expression=scale)), expression=exp.Literal.number(0.5))
+    signed = exp.Mul(this=exp.Sign(this=x.copy()), expression=exp.Floor(this=shifted))
+    return _p(exp.Div(this=_p(signed), expression=scale.copy()) if digits else signed)
 
 
 def _days(node: exp.Expression) -> exp.Expression:
@@ -155,14 +177,14 @@ def _days(node: exp.Expression) -> exp.Expression:
 def _date_minus_date(node: exp.Expression) -> exp.Expression:
     """DuckDB's ``date - date`` is a BIGINT count of days; Polars gives a duration."""
     if isinstance(node, exp.Sub) and _type(node.this) == T.DATE and _type(node.expression) == T.DATE:
-        return exp.Paren(this=exp.Sub(this=_days(node.this), expression=_days(node.expression)))
+        return _p(exp.Sub(this=_days(node.this), expression=_days(node.expression)))
     return node
 
 
 def _months(node: exp.Expression) -> exp.Expression:
     year = exp.Extract(this=exp.var("YEAR"), expression=node.copy())
     month = exp.Extract(this=exp.var("MONTH"), expression=node.copy())
-    return exp.Add(this=exp.Mul(this=year, expression=exp.Literal.number(12)), expression=month)
+    return _p(exp.Add(this=exp.Mul(this=year, expression=exp.Literal.number(12)), expression=month))
 
 
 def _epoch_floor(node: exp.Expression, seconds: int) -> exp.Expression:
@@ -197,9 +219,9 @@ def _date_compared_to_timestamp(node: exp.Expression) -> exp.Expression:
     """DuckDB compares a DATE with a TIMESTAMP as timestamps; Polars refuses the pair."""
     if isinstance(node, (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)):
         left, right = _type(node.this), _type(node.expression)
-        if left == T.DATE and right in (T.TIMESTAMP, T.DATETIME):
+        if left == T.DATE and right in TIMESTAMPS:
             node.set("this", _cast(node.this, "TIMESTAMP"))
-        elif right == T.DATE and left in (T.TIMESTAMP, T.DATETIME):
+        elif right == T.DATE and left in TIMESTAMPS:
             node.set("expression", _cast(node.expression, "TIMESTAMP"))
     return node
 
@@ -224,14 +246,14 @@ def _timestamp_as_text(node: exp.Expression) -> exp.Expression:
 
 def _time_bucket(node: exp.Expression) -> exp.Expression:
     """time_bucket(INTERVAL n unit, ts) for a fixed-length interval, from DuckDB's origin."""
-    if not isinstance(node, exp.DateBin) or _type(node.expression) not in (T.TIMESTAMP, T.DATETIME):
+    if not isinstance(node, exp.DateBin) or _type(node.expression) not in TIMESTAMPS:
         return node
     interval, origin = node.this, node.args.get("origin") or node.args.get("zone")
     seconds = _interval_seconds(interval)
     if seconds is None or origin is not None:
         return node
     epoch = exp.Extract(this=exp.var("EPOCH"), expression=node.expression.copy())
-    offset = exp.Sub(this=epoch, expression=exp.Literal.number(_EPOCH_2000_01_03))
+    offset = _p(exp.Sub(this=epoch, expression=exp.Literal.number(_EPOCH_2000_01_03)))
     buckets = exp.Floor(this=exp.Div(this=offset, expression=exp.Literal.number(seconds)))
     start = exp.Add(
         this=exp.Mul(this=buckets, expression=exp.Literal.number(seconds)),
@@ -255,8 +277,59 @@ def _interval_seconds(interval: exp.Expression) -> int | None:
     return amount * _UNIT_SECONDS[unit] if unit in _UNIT_SECONDS and amount > 0 else None
 
 
+def _replace_empty_search(node: exp.Expression) -> exp.Expression:
+    """DuckDB's replace(s, '', x) leaves s as it is; Polars puts x between every character."""
+    if not isinstance(node, exp.Replace):
+        return node
+    text, search = node.this, node.expression
+    if isinstance(search, exp.Literal):
+        return text.copy() if search.this == "" else node
+    empty = exp.EQ(this=search.copy(), expression=exp.Literal.string(""))
+    return exp.Case(ifs=[exp.If(this=empty, true=text.copy())], default=node.copy())
+
+
+def _unnest_skips_empty_lists(node: exp.Expression) -> exp.Expression:
+    """DuckDB's UNNEST of an empty or NULL list gives no row; Polars gives a NULL row."""
+    if not isinstance(node, exp.Select):
+        return node
+    unnests = [u for e in node.expressions for u in e.find_all(exp.Unnest, exp.Explode)]
+    lists = [u.this if isinstance(u, exp.Explode) else u.expressions[0] for u in unnests]
+    lists = [x for x in lists if x is not None and not isinstance(x, exp.Array)]
+    if not lists:
+        return node
+    if len(unnests) > 1 or node.args.get("group") or any(e.find(exp.AggFunc, exp.Window) for e in node.expressions):
+        raise UnsupportedQuery("the Polars engine cannot run UNNEST of a list column beside other UNNESTs or aggregates: run this query on DuckDB")
+    return node.where(exp.GT(this=exp.ArraySize(this=lists[0].copy()), expression=exp.Literal.number(0)), copy=False)
+
+
+def _struct_field_unqualified(node: exp.Expression) -> exp.Expression:
+    """Polars reads ``col.field`` but not ``table.col.field``: drop the table of a struct access."""
+    if isinstance(node, exp.Column) and node.args.get("db"):
+        node.set("db", None)
+    if isinstance(node, exp.Dot) and isinstance(node.this, exp.Column) and node.this.table:
+        node.set("this", exp.column(node.this.this.copy()))
+    return node
+
+
+def _decimal_quantile(node: exp.Expression) -> exp.Expression:
+    """DuckDB interpolates a DECIMAL median/quantile_cont as ``lo + (hi - lo) * d`` and truncates
+    it to the column's scale (49.695 → 49.69); Polars interpolates in floats and rounds."""
+    if not isinstance(node, (exp.Median, exp.PercentileCont)) or _type(node.this) != T.DECIMAL:
+        return node
+    params = node.this.type.expressions
+    scale = int(params[1].this.this) if len(params) > 1 else 0
+    floated = node.copy()
+    floated.set("this", _cast(node.this, "DOUBLE"))
+    factor = exp.Literal.number(10**scale)
+    # A nudge of 1e-6 units keeps an exact result that floats put a hair below it (4969.9999…).
+    nudge = exp.Mul(this=exp.Sign(this=floated.copy()), expression=exp.Literal.number("0.000001"))
+    units = _fn("TRUNC", exp.Add(this=exp.Mul(this=floated, expression=factor), expression=nudge))
+    return _p(exp.Div(this=units, expression=factor.copy()))
+
+
 RULES: tuple[Callable[[exp.Expression], exp.Expression], ...] = (
     _wide_integer_sums,
+    _decimal_quantile,
     _round_half_away_from_zero,
     _date_minus_date,
     _date_diff,
@@ -264,6 +337,9 @@ RULES: tuple[Callable[[exp.Expression], exp.Expression], ...] = (
     _list_length,
     _timestamp_as_text,
     _time_bucket,
+    _replace_empty_search,
+    _unnest_skips_empty_lists,
+    _struct_field_unqualified,
 )
 
 
@@ -277,7 +353,7 @@ def _fn(name: str, *args: exp.Expression) -> exp.Anonymous:
 def _var_pop(self: DuckDBGenerator, node: exp.Expression) -> str:
     x, n = node.this, exp.Count(this=node.this.copy())
     scaled = exp.Div(
-        this=exp.Mul(this=_fn("VAR_SAMP", x.copy()), expression=exp.Sub(this=n, expression=exp.Literal.number(1))),
+        this=exp.Mul(this=_fn("VAR_SAMP", x.copy()), expression=_p(exp.Sub(this=n, expression=exp.Literal.number(1)))),
         expression=n.copy(),
     )
     one = exp.EQ(this=n.copy(), expression=exp.Literal.number(1))
@@ -306,6 +382,14 @@ def _regexp_like(self: DuckDBGenerator, node: exp.RegexpLike) -> str:
     return self.sql(_fn("REGEXP_LIKE", node.this, node.expression, *([flags] if flags else [])))
 
 
+def _first_last(self: DuckDBGenerator, node: exp.First | exp.Last) -> str:
+    """first(x ORDER BY k) / last(x ORDER BY k): the ends of an ordered ARRAY_AGG."""
+    if not isinstance(node.this, exp.Order):
+        return self.func("FIRST" if isinstance(node, exp.First) else "LAST", node.this)
+    index = exp.Literal.number(1 if isinstance(node, exp.First) else -1)
+    return self.sql(_fn("ARRAY_GET", _fn("ARRAY_AGG", node.this), index))
+
+
 def _ordered(self: DuckDBGenerator, node: exp.Ordered) -> str:
     # Polars puts NULLs first when descending; DuckDB puts them last either way unless told.
     nulls = " NULLS FIRST" if node.args.get("nulls_first") else " NULLS LAST"
@@ -332,10 +416,11 @@ def _null_safe(op: str) -> Callable[[DuckDBGenerator, exp.Expression], str]:
     return lambda self, node: f"({self.sql(node, 'this')} {op} {self.sql(node, 'expression')})"
 
 
-def _string(self: DuckDBGenerator, node: exp.Literal) -> str:
-    if node.is_string:  # no E'…' escape strings: Polars takes them as unsupported literals
-        return "'" + node.this.replace("'", "''") + "'"
-    return DuckDBGenerator.literal_sql(self, node)
+def _string(self: DuckDBGenerator, node: exp.ByteString) -> str:
+    # DuckDB's E'…' escape string, already unescaped: Polars takes E'…' as an unsupported literal.
+    if node.args.get("is_bytes"):
+        return DuckDBGenerator.bytestring_sql(self, node)
+    return "'" + str(node.this).replace("'", "''") + "'"
 
 
 # DuckDB functions sqlglot keeps as anonymous calls, and their Polars spelling.
@@ -398,7 +483,9 @@ class PolarsGenerator(DuckDBGenerator):
         exp.NullSafeEQ: _null_safe("IS NOT DISTINCT FROM"),
         exp.NullSafeNEQ: _null_safe("IS DISTINCT FROM"),
         exp.Ordered: _ordered,
-        exp.Literal: _string,
+        exp.First: _first_last,
+        exp.Last: _first_last,
+        exp.ByteString: _string,
         exp.Anonymous: _anonymous,
     }
 

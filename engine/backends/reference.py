@@ -107,6 +107,9 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         if column.type == field.type:
             columns.append(column)
             continue
+        if pa.types.is_null(field.type) and column.null_count == len(column):
+            columns.append(pa.nulls(len(column)))
+            continue
         try:
             columns.append(column.cast(field.type))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:

@@ -29,13 +29,15 @@ def _date_parts_as_bigint(node: exp.Expression) -> exp.Expression:
 
 
 def _interval_arithmetic_as_timestamp(node: exp.Expression) -> exp.Expression:
-    """DuckDB's ``date ± INTERVAL`` gives TIMESTAMP; Polars keeps DATE."""
+    """DuckDB's ``date ± INTERVAL`` is TIMESTAMP arithmetic; Polars keeps DATE (and drops the
+    hours of ``INTERVAL 2 HOUR``). Cast the operand, which changes nothing for a TIMESTAMP."""
     if (
         isinstance(node, (exp.Add, exp.Sub))
         and isinstance(node.expression, exp.Interval)
-        and not isinstance(node.parent, exp.Cast)
+        and not isinstance(node.this, exp.Interval)
+        and not (isinstance(node.this, exp.Cast) and node.this.to.this == exp.DataType.Type.TIMESTAMP)
     ):
-        return exp.cast(node.copy(), exp.DataType.build("TIMESTAMP"))
+        node.set("this", exp.cast(node.this.copy(), exp.DataType.build("TIMESTAMP")))
     return node
 
 
