@@ -30,6 +30,7 @@ class ServerSettings:
     workers: int = 1
     cors_origins: list[str] = field(default_factory=list)
     engine: str = "duckdb"  # the default engine: duckdb, polars, spark or auto
+    auto_prefer: str = "duckdb"  # engine=auto below [spark] auto_min_bytes: duckdb, or polars (DuckDB when it refuses)
 
 
 @dataclass

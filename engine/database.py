@@ -18,12 +18,12 @@ import pyarrow as pa
 from engine.backends.base import Backend, QueryControl
 from engine.catalog import Catalog, TableSnapshot
 from engine.config import Settings, engine_resources, load_settings
-from engine.errors import InvalidRequest
+from engine.errors import InvalidRequest, UnsupportedQuery
 from engine.result import Result
 from engine.sql import ValidatedQuery, validate
 
 ENGINES = ("duckdb", "polars", "spark")
-AUTO = "auto"  # DuckDB, or Spark when the tables are past [spark] auto_min_bytes
+AUTO = "auto"  # Spark past [spark] auto_min_bytes, else [server] auto_prefer; DuckDB when Polars refuses
 
 
 def check_engine(engine: str, *, allow_auto: bool = False) -> None:
@@ -92,7 +92,9 @@ class Database:
             return engine
         spark = self.settings.spark
         size = sum(t.bytes for t in tables.values())
-        return "spark" if spark.remote and spark.auto_min_bytes > 0 and size >= spark.auto_min_bytes else "duckdb"
+        if spark.remote and spark.auto_min_bytes > 0 and size >= spark.auto_min_bytes:
+            return "spark"
+        return "polars" if self.settings.server.auto_prefer == "polars" else "duckdb"
 
     def validate(self, sql: str) -> ValidatedQuery:
         limits = self.settings.limits
@@ -114,12 +116,20 @@ class Database:
         query = sql if isinstance(sql, ValidatedQuery) else self.validate(sql)
         bound = query.check_params(params)
         tables = self.catalog.snapshot(query.tables)
+        auto = (engine or self.settings.server.engine) == AUTO
         engine = self.choose_engine(engine, tables)
         backend = self.backend(engine)
         if control is None:
             control = QueryControl(self.settings.limits.query_timeout_s if timeout_s is None else timeout_s)
         kwargs = {"batch_rows": batch_rows} if batch_rows else {}
-        execution = backend.execute(query, bound, tables, control, **kwargs)
+        try:
+            execution = backend.execute(query, bound, tables, control, **kwargs)
+        except UnsupportedQuery:
+            if not (auto and engine == "polars"):
+                raise
+            engine = "duckdb"  # Polars refuses before it runs anything: DuckDB runs every query
+            control.restart()
+            execution = self.backend(engine).execute(query, bound, tables, control, **kwargs)
         return Result(
             execution.schema, execution, engine=engine, sql=query.text, cancel=execution.cancel, started=started
         )

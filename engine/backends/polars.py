@@ -11,13 +11,12 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import duckdb
 import polars as pl
 import pyarrow as pa
 
 from engine.backends.base import DEFAULT_BATCH_ROWS, Backend, Execution, QueryControl
 from engine.backends.polars_sql import polars_sql
-from engine.backends.reference import conform, reference_schema
+from engine.backends.reference import conform, shape
 from engine.backends.semantics import regular_schema
 from engine.catalog import TableSnapshot
 from engine.errors import (
@@ -97,16 +96,6 @@ class PolarsBackend(Backend):
         table = df.to_arrow()
         table = conform(table, reference) if reference else table.cast(regular_schema(table.schema))
         yield from table.to_batches(max_chunksize=batch_rows)
-
-
-def shape(query: ValidatedQuery, params: Sequence[Any], tables: Mapping[str, TableSnapshot]) -> pa.Schema | None:
-    """DuckDB's names and Arrow types for the result; a query DuckDB rejects fails as on DuckDB."""
-    from engine.backends import duckdb as duckdb_backend
-
-    try:
-        return reference_schema(query, params, tables)
-    except duckdb.Error as exc:
-        raise duckdb_backend.translate_error(exc) from None
 
 
 def translate_error(exc: BaseException) -> ColonnadeError:

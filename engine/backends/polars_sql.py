@@ -43,9 +43,7 @@ def polars_sql(query: ValidatedQuery, params: Sequence[Any], tables: Mapping[str
     refuse(ast)
     ast = annotate(ast, tables)
     refuse_typed(ast)
-    for rule in RULES:
-        ast = ast.transform(rule)
-    ast = duckdb_semantics(ast)
+    ast = duckdb_semantics(rewrite(ast, RULES))
     # Quote every identifier: Polars' parser takes words like TOP as keywords, and it matches
     # names case-sensitively whether quoted or not, so quoting changes nothing else.
     body = ast.sql(dialect=Polars, identify=True)
@@ -54,7 +52,7 @@ def polars_sql(query: ValidatedQuery, params: Sequence[Any], tables: Mapping[str
 
 # -- 1. what Polars cannot express ---------------------------------------------------------
 
-_JOIN_KINDS = {"ASOF": "ASOF joins", "POSITIONAL": "POSITIONAL joins"}
+_JOIN_KINDS = {"ASOF": "ASOF joins", "POSITIONAL": "POSITIONAL joins"}  # sqlglot's Join "method"
 
 
 def _unsupported(node: exp.Expression) -> str | None:
@@ -62,7 +60,7 @@ def _unsupported(node: exp.Expression) -> str | None:
     if isinstance(node, exp.Join):
         if isinstance(node.this, exp.Unnest):
             return "UNNEST in FROM (a lateral join)"
-        return _JOIN_KINDS.get((node.args.get("kind") or "").upper())
+        return _JOIN_KINDS.get((node.args.get("method") or "").upper())
     simple: dict[type[exp.Expression], str] = {
         exp.Lateral: "LATERAL",
         exp.TableSample: "SAMPLE / TABLESAMPLE",
@@ -103,7 +101,7 @@ def refuse(ast: exp.Expression) -> None:
 
 def annotate(ast: exp.Expression, tables: Mapping[str, TableSnapshot]) -> exp.Expression:
     """``ast`` qualified against the snapshots' schemas and annotated with types."""
-    schema = {name: duckdb_type_names(snap.schema) for name, snap in tables.items()}
+    schema = {name: duckdb_type_names(snap) for name, snap in tables.items()}
     try:
         ast = qualify(
             ast,
@@ -139,8 +137,28 @@ def _type(node: exp.Expression) -> T | None:
 # -- 3. DuckDB's semantics, by operand type --------------------------------------------------
 
 
+def rewrite(ast: exp.Expression, rules: Sequence[Callable[[exp.Expression], exp.Expression]]) -> exp.Expression:
+    """Apply ``rules`` to every node, children before parents, in one pass and in place: a rule
+    sees its operands already rewritten, and no copy of the whole tree is made (a TPC-DS query's
+    tree is tens of thousands of nodes)."""
+    for node in reversed(list(ast.dfs())):
+        parent, key, index = node.parent, node.arg_key, node.index
+        new = node
+        for rule in rules:
+            new = rule(new)
+        if new is node:
+            continue
+        if node is ast:
+            ast = new
+        elif parent is not None and key:
+            parent.set(key, new, index)
+    return ast
+
+
 def _cast(node: exp.Expression, to: str) -> exp.Cast:
-    return exp.cast(node.copy(), exp.DataType.build(to, dialect="duckdb"))
+    cast = exp.cast(node.copy(), exp.DataType.build(to, dialect="duckdb"))
+    cast.type = cast.to  # later rules read the operand types of the nodes they rewrite
+    return cast
 
 
 def _p(node: exp.Expression) -> exp.Paren:

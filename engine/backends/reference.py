@@ -12,6 +12,7 @@ it; a value that does not fit is an error, never a silently different answer.
 from __future__ import annotations
 
 import functools
+import hashlib
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,6 +23,11 @@ import pyarrow as pa
 from engine.catalog import TableSnapshot
 from engine.errors import UnsupportedQuery
 from engine.sql import ValidatedQuery
+
+
+def _key(snap: TableSnapshot) -> str:
+    """One table version: its location and fingerprint (names repeat across data directories)."""
+    return hashlib.sha1(f"{snap.uri}\0{snap.fingerprint}".encode()).hexdigest()[:16]
 
 
 class _Binder:
@@ -40,7 +46,7 @@ class _Binder:
         self._lock = threading.Lock()
 
     def table(self, snap: TableSnapshot) -> str:
-        name = f"{snap.name}@{hash(snap.schema.to_string()) & 0xFFFFFFFF:08x}"
+        name = f"{snap.name}@{_key(snap)}"
         with self._lock:
             if name not in self._tables:
                 self._con.register("__schema", snap.schema.empty_table())
@@ -70,16 +76,17 @@ def arrow_type(duckdb_type: str) -> pa.DataType:
         return con.sql(f"SELECT CAST(NULL AS {duckdb_type}) AS v").to_arrow_table().schema.field(0).type
 
 
-@functools.lru_cache(maxsize=256)
-def _type_names(schema: pa.Schema) -> tuple[tuple[str, str], ...]:
-    with duckdb.connect() as con:
-        relation = con.from_arrow(schema.empty_table())
-        return tuple((name, str(t)) for name, t in zip(relation.columns, relation.types, strict=True))
+_TYPE_NAMES: dict[str, dict[str, str]] = {}
 
 
-def duckdb_type_names(schema: pa.Schema) -> dict[str, str]:
-    """Column → DuckDB type name, as DuckDB reads a table with this Arrow schema."""
-    return dict(_type_names(schema))
+def duckdb_type_names(snap: TableSnapshot) -> dict[str, str]:
+    """Column → DuckDB type name, as DuckDB reads the snapshot's table."""
+    key = _key(snap)
+    if key not in _TYPE_NAMES:
+        with duckdb.connect() as con:
+            relation = con.from_arrow(snap.schema.empty_table())
+            _TYPE_NAMES[key] = dict(zip(relation.columns, map(str, relation.types), strict=True))
+    return _TYPE_NAMES[key]
 
 
 def reference_schema(
@@ -118,3 +125,13 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
                 f"({str(exc).splitlines()[0]}): run the query on DuckDB"
             ) from None
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def shape(query: ValidatedQuery, params: Sequence[Any], tables: Mapping[str, TableSnapshot]) -> pa.Schema | None:
+    """``reference_schema``, with a query DuckDB rejects failing as it does on the DuckDB engine."""
+    from engine.backends.duckdb import translate_error
+
+    try:
+        return reference_schema(query, params, tables)
+    except duckdb.Error as exc:
+        raise translate_error(exc) from None

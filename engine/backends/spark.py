@@ -22,6 +22,7 @@ from sqlglot.dialects.spark import Spark
 from sqlglot.generators.spark import SparkGenerator
 
 from engine.backends.base import DEFAULT_BATCH_ROWS, Backend, Execution, QueryControl
+from engine.backends.reference import conform, shape
 from engine.backends.semantics import duckdb_semantics, regular_schema
 from engine.catalog import TableSnapshot
 from engine.errors import (
@@ -142,6 +143,7 @@ class SparkBackend(Backend):
         batch_rows: int = DEFAULT_BATCH_ROWS,
     ) -> Execution:
         try:
+            reference = shape(query, params, tables)
             spark = self.session()
             views = {name: self._view(spark, snap) for name, snap in tables.items()}
             text = spark_sql(query, params, views)
@@ -152,6 +154,7 @@ class SparkBackend(Backend):
                 table = spark.sql(text).toArrow()
             finally:
                 spark.removeTag(tag)
+            table = conform(table, reference) if reference else table.cast(regular_schema(table.schema))
         except ColonnadeError:
             control.finish()
             raise
@@ -159,7 +162,6 @@ class SparkBackend(Backend):
             control.finish()
             control.check()
             raise translate_error(exc) from None
-        table = table.cast(regular_schema(table.schema))
         return Execution(table.schema, _batches(table, batch_rows), control, translate_error)
 
     def _view(self, spark: Any, snap: TableSnapshot) -> str:
