@@ -76,7 +76,8 @@ def pair_params() -> list[Any]:
         pytest.param(path, "duckdb", other, id=f"{case_id(path)}-duckdb-{other}")
         for path in CASES
         for other in ENGINES[1:]
-        if runs_on(path, other) and not (expected_error(case_id(path), "duckdb") or expected_error(case_id(path), other))
+        if runs_on(path, other)
+        and not (expected_error(case_id(path), "duckdb") or expected_error(case_id(path), other))
     ]
 
 

@@ -3,8 +3,7 @@
 The validated AST goes through four steps:
 1. ``refuse``: constructs Polars cannot express are named in a 4xx ``unsupported_query`` before
    Polars sees them (never a 500, never a wrong answer);
-2. ``annotate``: sqlglot's ``qualify`` (columns resolved against the snapshots' schemas, select
-   aliases expanded, ``USING`` columns coalesced, derived tables named) and ``annotate_types``;
+2. ``annotate`` (typed_semantics): columns resolved against the snapshots' schemas, every node typed;
 3. ``RULES``: one pure function per DuckDB semantic Polars lacks, chosen by operand type;
 4. ``Polars`` (a sqlglot dialect): DuckDB functions under the names Polars knows.
 
@@ -18,31 +17,37 @@ from typing import Any
 
 from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
-from sqlglot.errors import OptimizeError, SqlglotError
 from sqlglot.generators.duckdb import DuckDBGenerator
-from sqlglot.optimizer.annotate_types import annotate_types
-from sqlglot.optimizer.qualify import qualify
 
-from engine.backends.reference import duckdb_type_names
 from engine.backends.semantics import duckdb_semantics
+from engine.backends.typed_semantics import (
+    FLOATS,
+    GENERIC_RULES,
+    TEMPORAL,
+    TIMESTAMPS,
+    Rule,
+    T,
+    annotate,
+    cast,
+    fn,
+    paren,
+    refuse,
+    rewrite,
+    type_of,
+)
 from engine.catalog import TableSnapshot
 from engine.errors import UnsupportedQuery
 from engine.sql import ValidatedQuery, bind_literals
 
-T = exp.DataType.Type
-INTEGERS = exp.DataType.INTEGER_TYPES | {T.BOOLEAN}
-FLOATS = {T.DOUBLE, T.FLOAT}
-TIMESTAMPS = {T.TIMESTAMP, T.DATETIME, T.TIMESTAMPNTZ, T.TIMESTAMP_S, T.TIMESTAMP_MS, T.TIMESTAMP_NS}
-TEMPORAL = {T.DATE, *TIMESTAMPS}
 _EPOCH_2000_01_03 = 946857600  # DuckDB's time_bucket origin for intervals of days and less
 
 
 def polars_sql(query: ValidatedQuery, params: Sequence[Any], tables: Mapping[str, TableSnapshot]) -> str:
     """The SQL text Polars runs for ``query``: DuckDB's semantics kept where the engines differ."""
     ast = bind_literals(query.ast, params) if params else query.ast.copy()
-    refuse(ast)
+    refuse(ast, "Polars", _unsupported)
     ast = annotate(ast, tables)
-    refuse_typed(ast)
+    refuse(ast, "Polars", _unsupported_typed)
     ast = duckdb_semantics(rewrite(ast, RULES))
     # Quote every identifier: Polars' parser takes words like TOP as keywords, and it matches
     # names case-sensitively whether quoted or not, so quoting changes nothing else.
@@ -89,120 +94,41 @@ def _unsupported(node: exp.Expression) -> str | None:
     return None
 
 
-def refuse(ast: exp.Expression) -> None:
-    for node in ast.walk():
-        name = _unsupported(node)
-        if name:
-            raise UnsupportedQuery(f"the Polars engine cannot run {name}: run this query on DuckDB")
-
-
-# -- 2. columns resolved, types known --------------------------------------------------------
-
-
-def annotate(ast: exp.Expression, tables: Mapping[str, TableSnapshot]) -> exp.Expression:
-    """``ast`` qualified against the snapshots' schemas and annotated with types."""
-    schema = {name: duckdb_type_names(snap) for name, snap in tables.items()}
-    try:
-        ast = qualify(
-            ast,
-            schema=schema,
-            dialect="duckdb",
-            quote_identifiers=False,
-            identify=False,
-            validate_qualify_columns=False,
-        )
-        return annotate_types(ast, schema=schema, dialect="duckdb")
-    except (OptimizeError, SqlglotError, KeyError, ValueError) as exc:
-        raise UnsupportedQuery(f"the Polars engine cannot resolve this query ({exc}): run it on DuckDB") from None
+# -- 2. what Polars cannot express, by type ---------------------------------------------------
 
 
 def _unsupported_typed(node: exp.Expression) -> str | None:
-    if isinstance(node, exp.Bracket) and _type(node.this) == T.MAP:
+    if isinstance(node, exp.Bracket) and type_of(node.this) == T.MAP:
         return "MAP access (m[key])"
     return None
-
-
-def refuse_typed(ast: exp.Expression) -> None:
-    for node in ast.walk():
-        name = _unsupported_typed(node)
-        if name:
-            raise UnsupportedQuery(f"the Polars engine cannot run {name}: run this query on DuckDB")
-
-
-def _type(node: exp.Expression) -> T | None:
-    t = node.type
-    return t.this if isinstance(t, exp.DataType) else None
 
 
 # -- 3. DuckDB's semantics, by operand type --------------------------------------------------
 
 
-def rewrite(ast: exp.Expression, rules: Sequence[Callable[[exp.Expression], exp.Expression]]) -> exp.Expression:
-    """Apply ``rules`` to every node, children before parents, in one pass and in place: a rule
-    sees its operands already rewritten, and no copy of the whole tree is made (a TPC-DS query's
-    tree is tens of thousands of nodes)."""
-    for node in reversed(list(ast.dfs())):
-        parent, key, index = node.parent, node.arg_key, node.index
-        new = node
-        for rule in rules:
-            new = rule(new)
-        if new is node:
-            continue
-        if node is ast:
-            ast = new
-        elif parent is not None and key:
-            parent.set(key, new, index)
-    return ast
-
-
-def _cast(node: exp.Expression, to: str) -> exp.Cast:
-    cast = exp.cast(node.copy(), exp.DataType.build(to, dialect="duckdb"))
-    cast.type = cast.to  # later rules read the operand types of the nodes they rewrite
-    return cast
-
-
-def _p(node: exp.Expression) -> exp.Paren:
-    """Brackets: sqlglot prints a built tree as is, so operator precedence must be explicit."""
-    return exp.Paren(this=node)
-
-
-def _wide_integer_sums(node: exp.Expression) -> exp.Expression:
-    """DuckDB sums integers into a HUGEINT; Polars keeps the column's width and wraps around."""
-    if isinstance(node, exp.Sum) and _type(node.this) in INTEGERS:
-        node.set("this", _cast(node.this, "DECIMAL(38, 0)"))
-    return node
-
-
 def _round_half_away_from_zero(node: exp.Expression) -> exp.Expression:
     """DuckDB rounds a DOUBLE half away from zero; Polars rounds half to even."""
-    if not isinstance(node, exp.Round) or _type(node.this) not in FLOATS:
+    if not isinstance(node, exp.Round) or type_of(node.this) not in FLOATS:
         return node
     digits = node.args.get("decimals")
-    scale = _fn("POWER", exp.Literal.number(10), digits.copy()) if digits else exp.Literal.number(1)
+    scale = fn("POWER", exp.Literal.number(10), digits.copy()) if digits else exp.Literal.number(1)
     x = node.this.copy()
-    shifted = exp.Add(this=_p(exp.Mul(this=exp.Abs(this=x), expression=scale)), expression=exp.Literal.number(0.5))
+    shifted = exp.Add(this=paren(exp.Mul(this=exp.Abs(this=x), expression=scale)), expression=exp.Literal.number(0.5))
     signed = exp.Mul(this=exp.Sign(this=x.copy()), expression=exp.Floor(this=shifted))
-    return _p(exp.Div(this=_p(signed), expression=scale.copy()) if digits else signed)
+    return paren(exp.Div(this=paren(signed), expression=scale.copy()) if digits else signed)
 
 
-def _days(node: exp.Expression) -> exp.Expression:
+def days(node: exp.Expression) -> exp.Expression:
     """Days since 1970-01-01 of a DATE (or of a TIMESTAMP's date), as Polars computes it."""
-    if _type(node) != T.DATE:
-        node = _cast(node, "DATE")
-    return _cast(node, "INTEGER")
-
-
-def _date_minus_date(node: exp.Expression) -> exp.Expression:
-    """DuckDB's ``date - date`` is a BIGINT count of days; Polars gives a duration."""
-    if isinstance(node, exp.Sub) and _type(node.this) == T.DATE and _type(node.expression) == T.DATE:
-        return _p(exp.Sub(this=_days(node.this), expression=_days(node.expression)))
-    return node
+    if type_of(node) != T.DATE:
+        node = cast(node, "DATE")
+    return cast(node, "INTEGER")
 
 
 def _months(node: exp.Expression) -> exp.Expression:
     year = exp.Extract(this=exp.var("YEAR"), expression=node.copy())
     month = exp.Extract(this=exp.var("MONTH"), expression=node.copy())
-    return _p(exp.Add(this=exp.Mul(this=year, expression=exp.Literal.number(12)), expression=month))
+    return paren(exp.Add(this=exp.Mul(this=year, expression=exp.Literal.number(12)), expression=month))
 
 
 def _epoch_floor(node: exp.Expression, seconds: int) -> exp.Expression:
@@ -220,43 +146,27 @@ def _date_diff(node: exp.Expression) -> exp.Expression:
     unit = node.text("unit").upper().rstrip("S") or "DAY"
     start, end = node.expression, node.this
     if unit == "DAY":
-        return exp.Paren(this=exp.Sub(this=_days(end), expression=_days(start)))
+        return exp.Paren(this=exp.Sub(this=days(end), expression=days(start)))
     if unit == "MONTH":
         return exp.Paren(this=exp.Sub(this=_months(end), expression=_months(start)))
     if unit == "YEAR":
         years = [exp.Extract(this=exp.var("YEAR"), expression=x.copy()) for x in (end, start)]
         return exp.Paren(this=exp.Sub(this=years[0], expression=years[1]))
-    if unit in _DIFF_SECONDS and _type(start) in TEMPORAL and _type(end) in TEMPORAL:
+    if unit in _DIFF_SECONDS and type_of(start) in TEMPORAL and type_of(end) in TEMPORAL:
         seconds = _DIFF_SECONDS[unit]
         diff = exp.Sub(this=_epoch_floor(end, seconds), expression=_epoch_floor(start, seconds))
-        return _cast(exp.Paren(this=diff), "BIGINT")
-    return node
-
-
-def _date_compared_to_timestamp(node: exp.Expression) -> exp.Expression:
-    """DuckDB compares a DATE with a TIMESTAMP as timestamps; Polars refuses the pair."""
-    if isinstance(node, (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)):
-        left, right = _type(node.this), _type(node.expression)
-        if left == T.DATE and right in TIMESTAMPS:
-            node.set("this", _cast(node.this, "TIMESTAMP"))
-        elif right == T.DATE and left in TIMESTAMPS:
-            node.set("expression", _cast(node.expression, "TIMESTAMP"))
-    return node
-
-
-def _list_length(node: exp.Expression) -> exp.Expression:
-    """DuckDB's len() takes lists as well as strings; Polars' LENGTH only strings."""
-    if isinstance(node, exp.Length) and _type(node.this) in (T.ARRAY, T.LIST):
-        return exp.ArraySize(this=node.this.copy())
+        return cast(exp.Paren(this=diff), "BIGINT")
     return node
 
 
 def _timestamp_as_text(node: exp.Expression) -> exp.Expression:
     """DuckDB prints a TIMESTAMP without trailing fractional zeros; Polars always prints six."""
-    if isinstance(node, exp.Cast) and node.to.this in exp.DataType.TEXT_TYPES and _type(node.this) in TEMPORAL:
-        if _type(node.this) == T.DATE:
+    if isinstance(node, exp.Cast) and node.to.this in exp.DataType.TEXT_TYPES and type_of(node.this) in TEMPORAL:
+        if type_of(node.this) == T.DATE:
             return node
-        text = exp.Anonymous(this="STRFTIME", expressions=[node.this.copy(), exp.Literal.string("%Y-%m-%d %H:%M:%S.%6f")])
+        text = exp.Anonymous(
+            this="STRFTIME", expressions=[node.this.copy(), exp.Literal.string("%Y-%m-%d %H:%M:%S.%6f")]
+        )
         no_zeros = exp.Anonymous(this="RTRIM", expressions=[text, exp.Literal.string("0")])
         return exp.Anonymous(this="RTRIM", expressions=[no_zeros, exp.Literal.string(".")])
     return node
@@ -264,21 +174,21 @@ def _timestamp_as_text(node: exp.Expression) -> exp.Expression:
 
 def _time_bucket(node: exp.Expression) -> exp.Expression:
     """time_bucket(INTERVAL n unit, ts) for a fixed-length interval, from DuckDB's origin."""
-    if not isinstance(node, exp.DateBin) or _type(node.expression) not in TIMESTAMPS:
+    if not isinstance(node, exp.DateBin) or type_of(node.expression) not in TIMESTAMPS:
         return node
     interval, origin = node.this, node.args.get("origin") or node.args.get("zone")
     seconds = _interval_seconds(interval)
     if seconds is None or origin is not None:
         return node
     epoch = exp.Extract(this=exp.var("EPOCH"), expression=node.expression.copy())
-    offset = _p(exp.Sub(this=epoch, expression=exp.Literal.number(_EPOCH_2000_01_03)))
+    offset = paren(exp.Sub(this=epoch, expression=exp.Literal.number(_EPOCH_2000_01_03)))
     buckets = exp.Floor(this=exp.Div(this=offset, expression=exp.Literal.number(seconds)))
     start = exp.Add(
         this=exp.Mul(this=buckets, expression=exp.Literal.number(seconds)),
         expression=exp.Literal.number(_EPOCH_2000_01_03),
     )
-    micros = _cast(exp.Mul(this=exp.Paren(this=start), expression=exp.Literal.number(1_000_000)), "BIGINT")
-    return _cast(micros, "TIMESTAMP")
+    micros = cast(exp.Mul(this=exp.Paren(this=start), expression=exp.Literal.number(1_000_000)), "BIGINT")
+    return cast(micros, "TIMESTAMP")
 
 
 _UNIT_SECONDS = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400, "WEEK": 604800}
@@ -295,17 +205,6 @@ def _interval_seconds(interval: exp.Expression) -> int | None:
     return amount * _UNIT_SECONDS[unit] if unit in _UNIT_SECONDS and amount > 0 else None
 
 
-def _replace_empty_search(node: exp.Expression) -> exp.Expression:
-    """DuckDB's replace(s, '', x) leaves s as it is; Polars puts x between every character."""
-    if not isinstance(node, exp.Replace):
-        return node
-    text, search = node.this, node.expression
-    if isinstance(search, exp.Literal):
-        return text.copy() if search.this == "" else node
-    empty = exp.EQ(this=search.copy(), expression=exp.Literal.string(""))
-    return exp.Case(ifs=[exp.If(this=empty, true=text.copy())], default=node.copy())
-
-
 def _unnest_skips_empty_lists(node: exp.Expression) -> exp.Expression:
     """DuckDB's UNNEST of an empty or NULL list gives no row; Polars gives a NULL row."""
     if not isinstance(node, exp.Select):
@@ -316,7 +215,9 @@ def _unnest_skips_empty_lists(node: exp.Expression) -> exp.Expression:
     if not lists:
         return node
     if len(unnests) > 1 or node.args.get("group") or any(e.find(exp.AggFunc, exp.Window) for e in node.expressions):
-        raise UnsupportedQuery("the Polars engine cannot run UNNEST of a list column beside other UNNESTs or aggregates: run this query on DuckDB")
+        raise UnsupportedQuery(
+            "the Polars engine cannot run UNNEST of a list column beside other UNNESTs or aggregates: run this query on DuckDB"
+        )
     return node.where(exp.GT(this=exp.ArraySize(this=lists[0].copy()), expression=exp.Literal.number(0)), copy=False)
 
 
@@ -329,33 +230,13 @@ def _struct_field_unqualified(node: exp.Expression) -> exp.Expression:
     return node
 
 
-def _decimal_quantile(node: exp.Expression) -> exp.Expression:
-    """DuckDB interpolates a DECIMAL median/quantile_cont as ``lo + (hi - lo) * d`` and truncates
-    it to the column's scale (49.695 → 49.69); Polars interpolates in floats and rounds."""
-    if not isinstance(node, (exp.Median, exp.PercentileCont)) or _type(node.this) != T.DECIMAL:
-        return node
-    params = node.this.type.expressions
-    scale = int(params[1].this.this) if len(params) > 1 else 0
-    floated = node.copy()
-    floated.set("this", _cast(node.this, "DOUBLE"))
-    factor = exp.Literal.number(10**scale)
-    # A nudge of 1e-6 units keeps an exact result that floats put a hair below it (4969.9999…).
-    nudge = exp.Mul(this=exp.Sign(this=floated.copy()), expression=exp.Literal.number("0.000001"))
-    units = _fn("TRUNC", exp.Add(this=exp.Mul(this=floated, expression=factor), expression=nudge))
-    return _p(exp.Div(this=units, expression=factor.copy()))
-
-
-RULES: tuple[Callable[[exp.Expression], exp.Expression], ...] = (
-    _wide_integer_sums,
-    _decimal_quantile,
+# After the generic rules: ``date - date`` arrives here as a DateDiff, which Polars lacks.
+RULES: tuple[Rule, ...] = (
+    *GENERIC_RULES,
     _round_half_away_from_zero,
-    _date_minus_date,
     _date_diff,
-    _date_compared_to_timestamp,
-    _list_length,
     _timestamp_as_text,
     _time_bucket,
-    _replace_empty_search,
     _unnest_skips_empty_lists,
     _struct_field_unqualified,
 )
@@ -364,26 +245,28 @@ RULES: tuple[Callable[[exp.Expression], exp.Expression], ...] = (
 # -- 4. DuckDB functions under Polars' names -------------------------------------------------
 
 
-def _fn(name: str, *args: exp.Expression) -> exp.Anonymous:
-    return exp.Anonymous(this=name, expressions=list(args))
-
-
 def _var_pop(self: DuckDBGenerator, node: exp.Expression) -> str:
     x, n = node.this, exp.Count(this=node.this.copy())
     scaled = exp.Div(
-        this=exp.Mul(this=_fn("VAR_SAMP", x.copy()), expression=_p(exp.Sub(this=n, expression=exp.Literal.number(1)))),
+        this=exp.Mul(
+            this=fn("VAR_SAMP", x.copy()), expression=paren(exp.Sub(this=n, expression=exp.Literal.number(1)))
+        ),
         expression=n.copy(),
     )
     one = exp.EQ(this=n.copy(), expression=exp.Literal.number(1))
     value = exp.Case(ifs=[exp.If(this=one, true=exp.Literal.number(0.0))], default=scaled)
-    return self.sql(_fn("SQRT", value) if isinstance(node, exp.StddevPop) else value)
+    return self.sql(fn("SQRT", value) if isinstance(node, exp.StddevPop) else value)
 
 
 def _arg_max(self: DuckDBGenerator, node: exp.ArgMax | exp.ArgMin) -> str:
     descending = isinstance(node, exp.ArgMax)
     order = exp.Order(expressions=[exp.Ordered(this=node.expression.copy(), desc=descending, nulls_first=False)])
-    first = _fn("ARRAY_GET", _fn("ARRAY_AGG", exp.Order(this=node.this.copy(), expressions=order.expressions)), exp.Literal.number(1))
-    none = exp.Is(this=_fn("MAX", node.expression.copy()), expression=exp.Null())
+    first = fn(
+        "ARRAY_GET",
+        fn("ARRAY_AGG", exp.Order(this=node.this.copy(), expressions=order.expressions)),
+        exp.Literal.number(1),
+    )
+    none = exp.Is(this=fn("MAX", node.expression.copy()), expression=exp.Null())
     return self.sql(exp.Case(ifs=[exp.If(this=none, true=exp.Null())], default=first))
 
 
@@ -392,12 +275,12 @@ def _full_match(self: DuckDBGenerator, node: exp.Expression) -> str:
     if not isinstance(pattern, exp.Literal):
         return self.function_fallback_sql(node)
     anchored = exp.Literal.string(f"^(?:{pattern.this})$")
-    return self.sql(_fn("REGEXP_LIKE", node.this, anchored))
+    return self.sql(fn("REGEXP_LIKE", node.this, anchored))
 
 
 def _regexp_like(self: DuckDBGenerator, node: exp.RegexpLike) -> str:
     flags = node.args.get("flag")
-    return self.sql(_fn("REGEXP_LIKE", node.this, node.expression, *([flags] if flags else [])))
+    return self.sql(fn("REGEXP_LIKE", node.this, node.expression, *([flags] if flags else [])))
 
 
 def _first_last(self: DuckDBGenerator, node: exp.First | exp.Last) -> str:
@@ -405,7 +288,7 @@ def _first_last(self: DuckDBGenerator, node: exp.First | exp.Last) -> str:
     if not isinstance(node.this, exp.Order):
         return self.func("FIRST" if isinstance(node, exp.First) else "LAST", node.this)
     index = exp.Literal.number(1 if isinstance(node, exp.First) else -1)
-    return self.sql(_fn("ARRAY_GET", _fn("ARRAY_AGG", node.this), index))
+    return self.sql(fn("ARRAY_GET", fn("ARRAY_AGG", node.this), index))
 
 
 def _ordered(self: DuckDBGenerator, node: exp.Ordered) -> str:
@@ -460,7 +343,7 @@ def _anonymous(self: DuckDBGenerator, node: exp.Anonymous) -> str:
     name = str(node.name).upper()
     if name == "FDIV" and len(node.expressions) == 2:
         a, b = node.expressions
-        return self.sql(exp.Floor(this=exp.Div(this=_cast(a, "DOUBLE"), expression=b.copy())))
+        return self.sql(exp.Floor(this=exp.Div(this=cast(a, "DOUBLE"), expression=b.copy())))
     return self.func(_RENAMED.get(name, str(node.name)), *node.expressions)
 
 
@@ -475,7 +358,9 @@ class PolarsGenerator(DuckDBGenerator):
         exp.ArrayContains: lambda self, e: self.func("ARRAY_CONTAINS", e.this, e.expression),
         exp.ArraySize: lambda self, e: self.func("ARRAY_LENGTH", e.this),
         exp.ArrayDistinct: lambda self, e: self.func("ARRAY_UNIQUE", e.this),
-        exp.CountIf: lambda self, e: self.sql(exp.Count(this=exp.Case(ifs=[exp.If(this=e.this, true=exp.Literal.number(1))]))),
+        exp.CountIf: lambda self, e: self.sql(
+            exp.Count(this=exp.Case(ifs=[exp.If(this=e.this, true=exp.Literal.number(1))]))
+        ),
         exp.LogicalAnd: lambda self, e: self.func("MIN", e.this),
         exp.LogicalOr: lambda self, e: self.func("MAX", e.this),
         exp.VariancePop: _var_pop,
@@ -489,7 +374,10 @@ class PolarsGenerator(DuckDBGenerator):
         exp.LastDay: lambda self, e: self.sql(
             exp.cast(
                 exp.Sub(
-                    this=exp.Add(this=_fn("DATE_TRUNC", exp.Literal.string("month"), e.this), expression=exp.Interval(this=exp.Literal.string("1"), unit=exp.var("MONTH"))),
+                    this=exp.Add(
+                        this=fn("DATE_TRUNC", exp.Literal.string("month"), e.this),
+                        expression=exp.Interval(this=exp.Literal.string("1"), unit=exp.var("MONTH")),
+                    ),
                     expression=exp.Interval(this=exp.Literal.string("1"), unit=exp.var("DAY")),
                 ),
                 exp.DataType.build("DATE"),
