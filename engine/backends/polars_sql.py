@@ -85,8 +85,6 @@ def _unsupported(node: exp.Expression) -> str | None:
     if isinstance(node, exp.Columns):
         return "COLUMNS(...)"
 
-    if isinstance(node, exp.AggFunc) and isinstance(node.this, exp.Distinct) and not isinstance(node, exp.Count):
-        return f"{node.sql_name()}(DISTINCT ...)"
     if isinstance(node, exp.Func) and node.key.startswith("json"):
         return "JSON operators and functions (->, ->>, json_extract)"
     if isinstance(node, exp.Anonymous) and str(node.name).lower().startswith("json"):

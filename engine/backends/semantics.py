@@ -41,10 +41,24 @@ def _interval_arithmetic_as_timestamp(node: exp.Expression) -> exp.Expression:
     return node
 
 
+def aggregate_argument(node: exp.AggFunc) -> exp.Expression:
+    """The value an aggregate reads: ``x`` in ``AGG(x)`` and in ``AGG(DISTINCT x)``."""
+    return node.this.expressions[0] if isinstance(node.this, exp.Distinct) else node.this
+
+
+def set_aggregate_argument(node: exp.AggFunc, value: exp.Expression) -> None:
+    if isinstance(node.this, exp.Distinct):
+        node.this.set("expressions", [value])
+    else:
+        node.set("this", value)
+
+
 def _average_as_double(node: exp.Expression) -> exp.Expression:
     """DuckDB's AVG is DOUBLE; Spark's AVG of a DECIMAL is a DECIMAL rounded to scale + 4."""
-    if isinstance(node, exp.Avg) and not (isinstance(node.this, exp.Cast) and node.this.to.this in _FLOATS):
-        node.set("this", exp.cast(node.this.copy(), exp.DataType.build("DOUBLE")))
+    if isinstance(node, exp.Avg):
+        arg = aggregate_argument(node)
+        if not (isinstance(arg, exp.Cast) and arg.to.this in _FLOATS):
+            set_aggregate_argument(node, exp.cast(arg.copy(), exp.DataType.build("DOUBLE")))
     return node
 
 

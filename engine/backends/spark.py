@@ -24,13 +24,13 @@ from sqlglot.generators.spark import SparkGenerator
 from engine.backends.base import DEFAULT_BATCH_ROWS, Backend, Execution, QueryControl
 from engine.backends.reference import conform, shape
 from engine.backends.semantics import duckdb_semantics, regular_schema
+from engine.backends.typed_semantics import GENERIC_RULES, Rule, annotate, refuse, rewrite
 from engine.catalog import TableSnapshot
 from engine.errors import (
     ColonnadeError,
     ColumnNotFound,
     EngineError,
     QueryError,
-    SqlSyntaxError,
     TableNotFound,
     UnsupportedQuery,
 )
@@ -61,6 +61,12 @@ def spark_type(t: pa.DataType) -> str:
     raise UnsupportedQuery(f"Spark backend: no Spark type for Arrow {t}")
 
 
+def _cte(self: SparkGenerator, node: exp.CTE) -> str:
+    node = node.copy()  # MATERIALIZED only hints DuckDB's planner; Spark's parser does not know it
+    node.set("materialized", None)
+    return SparkGenerator.cte_sql(self, node)
+
+
 class _Spark4Generator(SparkGenerator):
     # Spark 4 runs QUALIFY itself; sqlglot's rewrite of it into a subquery leaks its helper
     # column into SELECT * (FACTS.md §7), so keep every other Select transform but that one.
@@ -69,6 +75,10 @@ class _Spark4Generator(SparkGenerator):
         exp.Select: transforms.preprocess(
             [transforms.eliminate_distinct_on, transforms.unnest_to_explode, transforms.any_to_exists]
         ),
+        # sqlglot writes 'EEE' (Wed, Jan): DuckDB's dayname and monthname are the full names.
+        exp.Dayname: lambda self, e: self.func("DATE_FORMAT", e.this, exp.Literal.string("EEEE")),
+        exp.Monthname: lambda self, e: self.func("DATE_FORMAT", e.this, exp.Literal.string("MMMM")),
+        exp.CTE: _cte,
     }
 
 
@@ -101,9 +111,63 @@ def _date_trunc_naive(node: exp.Expression) -> exp.Expression:
     return node
 
 
-def spark_sql(query: ValidatedQuery, params: Sequence[Any], views: Mapping[str, str]) -> str:
+_JOIN_METHODS = {"ASOF": "ASOF joins", "POSITIONAL": "POSITIONAL joins"}
+
+
+def _unsupported(node: exp.Expression) -> str | None:
+    """The name of a construct Spark cannot run as DuckDB does (sqlglot's translation included)."""
+    if isinstance(node, exp.Join):
+        return _JOIN_METHODS.get((node.args.get("method") or "").upper())
+    if isinstance(node, exp.RegexpReplace) and "g" not in node.text("modifiers"):
+        return "regexp_replace without the 'g' flag (Spark replaces every match)"
+    if isinstance(node, exp.WindowSpec) and (node.text("kind") or "").upper() == "GROUPS":
+        return "GROUPS window frames"
+    if isinstance(node, exp.Star) and node.args.get("replace"):
+        return "SELECT * REPLACE (...)"
+    if isinstance(node, (exp.First, exp.Last)) and isinstance(node.this, exp.Order):
+        return "first() / last() with ORDER BY"
+    if isinstance(node, exp.Table) and isinstance(node.this, exp.Func):
+        return f"the table function {node.this.sql_name().lower()}()"
+    simple: dict[type[exp.Expression], str] = {
+        exp.TableSample: "SAMPLE / TABLESAMPLE",
+        exp.SimilarTo: "SIMILAR TO",
+        exp.Slice: "slices ([a:b])",
+        exp.Columns: "COLUMNS(...)",
+        exp.ToMap: "MAP literals",
+        exp.Format: "format() with {} placeholders",
+    }
+    return next((name for kind, name in simple.items() if isinstance(node, kind)), None)
+
+
+def _ieee_division(node: exp.Expression) -> exp.Expression:
+    """DuckDB's ``/`` by zero gives ±inf or NaN (IEEE); Spark's ANSI mode raises DIVIDE_BY_ZERO."""
+    if not isinstance(node, exp.Div) or isinstance(node, exp.IntDiv) or isinstance(node.expression, exp.Literal):
+        return node
+    zero = exp.EQ(this=node.expression.copy(), expression=exp.Literal.number(0))
+    infinity = exp.cast(exp.Literal.string("Infinity"), exp.DataType.build("DOUBLE"))
+    by_zero = exp.Mul(this=exp.cast(node.this.copy(), exp.DataType.build("DOUBLE")), expression=infinity)
+    return exp.Case(ifs=[exp.If(this=zero, true=by_zero)], default=node.copy())
+
+
+def _regexp_flags(node: exp.Expression) -> exp.Expression:
+    """regexp_matches(s, p, 'i'): Spark's RLIKE takes no flags, so put them in the pattern."""
+    flag = node.args.get("flag") if isinstance(node, exp.RegexpLike) else None
+    if isinstance(flag, exp.Literal) and isinstance(node.expression, exp.Literal) and flag.this:
+        pattern = exp.Literal.string(f"(?{flag.this}){node.expression.this}")
+        return exp.RegexpLike(this=node.this, expression=pattern)
+    return node
+
+
+RULES: tuple[Rule, ...] = (*GENERIC_RULES, _regexp_flags)
+
+
+def spark_sql(
+    query: ValidatedQuery, params: Sequence[Any], views: Mapping[str, str], tables: Mapping[str, TableSnapshot]
+) -> str:
     ast = bind_literals(query.ast, params) if params else query.ast.copy()
-    ast = duckdb_semantics(with_physical_tables(ast, views))
+    refuse(ast, "Spark", _unsupported)
+    ast = rewrite(annotate(ast, tables), RULES)
+    ast = duckdb_semantics(with_physical_tables(ast, views)).transform(_ieee_division, copy=False)
     ast = ast.transform(_quantiles_for_spark).transform(_date_trunc_naive)
     body = ast.sql(dialect=Spark4)
     return f"{query.explain} {body}" if query.explain else body
@@ -146,7 +210,7 @@ class SparkBackend(Backend):
             reference = shape(query, params, tables)
             spark = self.session()
             views = {name: self._view(spark, snap) for name, snap in tables.items()}
-            text = spark_sql(query, params, views)
+            text = spark_sql(query, params, views, tables)
             tag = f"colonnade-{uuid.uuid4().hex}"
             spark.addTag(tag)  # tags are per thread: only this query carries it
             control.on_cancel(lambda: spark.interruptTag(tag))
@@ -230,10 +294,10 @@ def translate_error(exc: BaseException) -> ColonnadeError:
         return ColumnNotFound(message)
     if condition.startswith("TABLE_OR_VIEW_NOT_FOUND"):
         return TableNotFound(message)
-    if name == "ParseException":
-        return SqlSyntaxError(message)
+    if name in ("ParseException", "AnalysisException"):
+        # DuckDB's binder accepted the query before Spark saw it: Spark lacks the construct.
+        return UnsupportedQuery(f"Spark cannot run this query: {message}")
     if name in (
-        "AnalysisException",
         "ArithmeticException",
         "NumberFormatException",
         "DateTimeException",

@@ -17,6 +17,7 @@ from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 
 from engine.backends.reference import duckdb_type_names
+from engine.backends.semantics import aggregate_argument, set_aggregate_argument
 from engine.catalog import TableSnapshot
 from engine.errors import UnsupportedQuery
 
@@ -101,8 +102,8 @@ def fn(name: str, *args: exp.Expression) -> exp.Anonymous:
 
 def _wide_integer_sums(node: exp.Expression) -> exp.Expression:
     """DuckDB sums integers into a HUGEINT; Polars keeps the column's width and wraps around."""
-    if isinstance(node, exp.Sum) and type_of(node.this) in INTEGERS:
-        node.set("this", cast(node.this, "DECIMAL(38, 0)"))
+    if isinstance(node, exp.Sum) and type_of(aggregate_argument(node)) in INTEGERS:
+        set_aggregate_argument(node, cast(aggregate_argument(node), "DECIMAL(38, 0)"))
     return node
 
 
