@@ -21,10 +21,11 @@ import decimal
 import math
 import os
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pytest
 import sqlglot
@@ -248,3 +249,23 @@ def test_comparison_catches_a_changed_name_or_type() -> None:
     with pytest.raises(AssertionError):
         assert_same_result("select 1", left, pa.table({"count_star()": pa.array([1], pa.int32())}))
     assert_same_result("select 1", left, pa.table({"len": pa.array([1], pa.int32())}), exact_schema=False)
+
+
+# -- the DuckDB engine is DuckDB: TPC-DS through Colonnade equals raw DuckDB over the Parquet ---
+
+
+@pytest.fixture(scope="session")
+def raw_tpcds(tpcds_dir: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = duckdb.connect()
+    for path in sorted((tpcds_dir.parent / "parquet").glob("*.parquet")):
+        con.execute(f"CREATE VIEW {path.stem} AS SELECT * FROM read_parquet('{path}')")
+    yield con
+    con.close()
+
+
+@pytest.mark.parametrize("path", [p for p in CASES if p.parent.name == "tpcds"], ids=case_id)
+def test_duckdb_engine_equals_raw_duckdb(
+    run: Callable[[Path, str], pa.Table], raw_tpcds: duckdb.DuckDBPyConnection, path: Path
+) -> None:
+    sql = path.read_text()
+    assert_same_result(sql, raw_tpcds.sql(sql).to_arrow_table(), run(path, "duckdb"))
