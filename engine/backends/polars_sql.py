@@ -23,6 +23,7 @@ from engine.backends.semantics import duckdb_semantics
 from engine.backends.typed_semantics import (
     FLOATS,
     GENERIC_RULES,
+    INTEGERS,
     TEMPORAL,
     TIMESTAMPS,
     Rule,
@@ -228,8 +229,70 @@ def _struct_field_unqualified(node: exp.Expression) -> exp.Expression:
     return node
 
 
+_NARROW_INTEGERS = {T.TINYINT: "TINYINT", T.SMALLINT: "SMALLINT", T.INT: "INTEGER", T.BIGINT: "BIGINT"}
+
+
+def _checked_integer_arithmetic(node: exp.Expression) -> exp.Expression:
+    """DuckDB raises on integer overflow (INT32 * INT32 past 2^31); Polars wraps around silently.
+    Compute in a wider type and cast back: Polars' CAST is checked, so an overflow is an error."""
+    if not isinstance(node, (exp.Add, exp.Sub, exp.Mul)) or type_of(node) not in _NARROW_INTEGERS:
+        return node
+    if not all(type_of(x) in INTEGERS for x in (node.this, node.expression)):
+        return node
+    wide = "DECIMAL(38, 0)" if type_of(node) == T.BIGINT else "BIGINT"
+    widened = type(node)(this=cast(node.this, wide), expression=cast(node.expression, wide))
+    return cast(paren(widened), _NARROW_INTEGERS[type_of(node)])
+
+
+def _division_by_zero_fails(divisor: exp.Expression, dividend: exp.Expression) -> exp.Expression:
+    """NULL, or — where ``divisor`` is 0 and the dividend is not NULL — a checked CAST that
+    fails, as DuckDB fails: Polars has no way to raise, and evaluates every CASE branch."""
+    zero = exp.and_(
+        exp.EQ(this=divisor.copy(), expression=exp.Literal.number(0)),
+        exp.Not(this=exp.Is(this=dividend.copy(), expression=exp.Null())),
+    )
+    marker = exp.Case(ifs=[exp.If(this=zero, true=exp.Literal.string("division by zero"))])
+    return exp.cast(marker, exp.DataType.build("BIGINT"))
+
+
+def _integer_division(node: exp.Expression) -> exp.Expression:
+    """DuckDB's ``//`` truncates integers and fails on a zero divisor; for other numbers it is
+    plain division (7 // 2.5 = 2.8). ``%`` of integers and DECIMALs fails on zero too; Polars
+    floors non-integers and gives NULL for a zero divisor."""
+    if isinstance(node, exp.IntDiv) and not all(type_of(x) in INTEGERS for x in (node.this, node.expression)):
+        node = exp.Div(this=node.this, expression=node.expression)
+        node.meta["checked"] = True
+    checked = (
+        isinstance(node, exp.IntDiv)
+        or node.meta.get("checked")
+        or (
+            isinstance(node, exp.Mod)
+            and all(type_of(x) in INTEGERS | {T.DECIMAL} for x in (node.this, node.expression))
+        )
+    )
+    if not checked or (isinstance(node.expression, exp.Literal) and node.expression.this not in ("0", "0.0")):
+        return node
+    return exp.Coalesce(this=_division_by_zero_fails(node.expression, node.this), expressions=[node])
+
+
+def _unique_output_names(node: exp.Expression) -> exp.Expression:
+    """DuckDB allows ``SELECT k, k``; Polars refuses duplicate names. The client sees DuckDB's
+    names anyway (``reference.conform``), so a repeated alias gets a private one."""
+    if not isinstance(node, exp.Select):
+        return node
+    seen: set[str] = set()
+    for i, projection in enumerate(node.expressions):
+        name = projection.alias_or_name
+        if name in seen:
+            node.expressions[i].replace(exp.alias_(projection.unalias().copy(), f"__colonnade_{i}"))
+        seen.add(name)
+    return node
+
+
 # After the generic rules: ``date - date`` arrives here as a DateDiff, which Polars lacks.
 RULES: tuple[Rule, ...] = (
+    _checked_integer_arithmetic,
+    _integer_division,
     *GENERIC_RULES,
     _round_half_away_from_zero,
     _date_diff,
@@ -237,6 +300,7 @@ RULES: tuple[Rule, ...] = (
     _time_bucket,
     _unnest_skips_empty_lists,
     _struct_field_unqualified,
+    _unique_output_names,
 )
 
 

@@ -57,6 +57,8 @@ def _average_as_double(node: exp.Expression) -> exp.Expression:
     """DuckDB's AVG is DOUBLE; Spark's AVG of a DECIMAL is a DECIMAL rounded to scale + 4."""
     if isinstance(node, exp.Avg):
         arg = aggregate_argument(node)
+        if isinstance(arg.type, exp.DataType) and arg.type.is_type(*exp.DataType.TEMPORAL_TYPES):
+            return node  # AVG of a TIMESTAMP is a TIMESTAMP, on every engine
         if not (isinstance(arg, exp.Cast) and arg.to.this in _FLOATS):
             set_aggregate_argument(node, exp.cast(arg.copy(), exp.DataType.build("DOUBLE")))
     return node
