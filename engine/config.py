@@ -21,6 +21,7 @@ from engine.errors import ConfigError
 CONFIG_ENV = "COLONNADE_CONFIG"
 DEFAULT_CONFIG_NAME = "colonnade.toml"
 EXTERNAL_FORMATS = ("parquet", "csv", "ndjson", "arrow")
+AUTO_PREFERENCES = ("duckdb", "polars")  # the engines engine=auto may prefer below Spark's threshold
 
 
 @dataclass
@@ -157,6 +158,8 @@ def load_settings(
         for name, value in values.items():
             if value is not None:
                 _assign(settings, section, name, value, from_env=False)
+    if settings.server.auto_prefer not in AUTO_PREFERENCES:
+        raise ConfigError(f"[server] auto_prefer must be one of {', '.join(AUTO_PREFERENCES)}")
     return settings
 
 

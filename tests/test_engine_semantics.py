@@ -20,7 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
-from engine.errors import ColonnadeError
+from engine.backends.reference import conform
+from engine.config import load_settings
+from engine.errors import ColonnadeError, ConfigError, UnsupportedQuery
 from tests.test_parity import assert_same_result
 
 EXAMPLES = int(os.environ.get("COLONNADE_FUZZ_EXAMPLES", "60"))
@@ -124,3 +126,42 @@ def test_polars_gives_duckdbs_answer(edges_db: engine.Database, sql: str) -> Non
 )
 def test_known_differences_are_gone(edges_db: engine.Database, sql: str) -> None:
     assert_same_result(sql, edges_db.sql(sql).arrow(), edges_db.sql(sql, engine="polars").arrow())
+
+
+# -- conforming a result to DuckDB's shape ------------------------------------------------------
+
+
+def test_conform_renames_and_casts_to_the_reference() -> None:
+    got = pa.table({"len": pa.array([3], pa.int32()), "s": pa.array(["x"], pa.large_string())})
+    reference = pa.schema([("count_star()", pa.int64()), ("s", pa.string())])
+    assert conform(got, reference).schema == reference
+
+
+def test_conform_refuses_what_does_not_fit() -> None:
+    reference = pa.schema([("v", pa.int32())])
+    with pytest.raises(UnsupportedQuery, match="'v'"):
+        conform(pa.table({"v": pa.array([2**40], pa.int64())}), reference)  # never a wrapped number
+    with pytest.raises(UnsupportedQuery, match="2 columns"):
+        conform(pa.table({"v": [1], "w": [2]}), reference)
+
+
+# -- engine="auto" ------------------------------------------------------------------------------
+
+
+def test_auto_prefers_polars_and_falls_back_to_duckdb(tpch_dir: Path) -> None:
+    settings = load_settings(environ={"COLONNADE_SERVER_AUTO_PREFER": "polars"})
+    refused = "SELECT count(*) AS n FROM (FROM nation USING SAMPLE 5 ROWS)"
+    with engine.Database(tpch_dir, settings=settings) as db:
+        assert db.sql("SELECT count(*) AS n FROM nation", engine="auto").engine == "polars"
+        with pytest.raises(UnsupportedQuery, match="SAMPLE"):
+            db.sql(refused, engine="polars")
+        result = db.sql(refused, engine="auto")
+        assert result.engine == "duckdb"
+        assert result.fetchall() == [(5,)]
+    with engine.Database(tpch_dir) as db:  # the default: auto is DuckDB below [spark] auto_min_bytes
+        assert db.sql("SELECT 1 AS one", engine="auto").engine == "duckdb"
+
+
+def test_auto_prefer_is_checked() -> None:
+    with pytest.raises(ConfigError, match="auto_prefer"):
+        load_settings(environ={"COLONNADE_SERVER_AUTO_PREFER": "spark"})

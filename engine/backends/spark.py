@@ -9,6 +9,7 @@ operation tag, so a timeout or a client hang-up interrupts exactly that query on
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import uuid
@@ -229,7 +230,10 @@ class SparkBackend(Backend):
         return Execution(table.schema, _batches(table, batch_rows), control, translate_error)
 
     def _view(self, spark: Any, snap: TableSnapshot) -> str:
-        name = f"colonnade_{snap.name}_{snap.fingerprint}".lower()
+        # The location is part of the name: one Spark session serves every data directory of
+        # this process, and table names and versions repeat across them.
+        where = hashlib.sha1(snap.uri.encode()).hexdigest()[:12]
+        name = f"colonnade_{snap.name}_{snap.fingerprint}_{where}".lower()
         with self._lock:
             if name in self._views:
                 return name
