@@ -159,7 +159,20 @@ def _regexp_flags(node: exp.Expression) -> exp.Expression:
     return node
 
 
-RULES: tuple[Rule, ...] = (*GENERIC_RULES, _regexp_flags)
+def _distinct_order_by_output_names(node: exp.Expression) -> exp.Expression:
+    """Under SELECT DISTINCT, Spark resolves ORDER BY only against the output columns, and
+    ``qualify`` writes ``ORDER BY t.col``: point such references back at the output name."""
+    if not isinstance(node, exp.Select) or not node.args.get("distinct") or not node.args.get("order"):
+        return node
+    outputs = {e.alias_or_name for e in node.expressions}
+    for ordered in node.args["order"].expressions:
+        column = ordered.this
+        if isinstance(column, exp.Column) and column.table and column.name in outputs:
+            ordered.set("this", exp.column(column.name))
+    return node
+
+
+RULES: tuple[Rule, ...] = (*GENERIC_RULES, _regexp_flags, _distinct_order_by_output_names)
 
 
 def spark_sql(
