@@ -229,6 +229,7 @@ class SparkBackend(Backend):
             spark.addTag(tag)  # tags are per thread: only this query carries it
             control.on_cancel(lambda: spark.interruptTag(tag))
             try:
+                control.check()  # stopped while translating: an interrupt sent now would find no job
                 table = spark.sql(text).toArrow()
             finally:
                 spark.removeTag(tag)
