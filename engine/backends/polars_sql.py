@@ -19,6 +19,7 @@ from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.generators.duckdb import DuckDBGenerator
 
+from engine.backends.reference import Memo
 from engine.backends.semantics import duckdb_semantics
 from engine.backends.typed_semantics import (
     FLOATS,
@@ -43,8 +44,15 @@ from engine.sql import ValidatedQuery, bind_literals
 _EPOCH_2000_01_03 = 946857600  # DuckDB's time_bucket origin for intervals of days and less
 
 
+_MEMO = Memo()
+
+
 def polars_sql(query: ValidatedQuery, params: Sequence[Any], tables: Mapping[str, TableSnapshot]) -> str:
     """The SQL text Polars runs for ``query``: DuckDB's semantics kept where the engines differ."""
+    return _MEMO.get(Memo.key(query.text, params, tables), lambda: _translate(query, params, tables))
+
+
+def _translate(query: ValidatedQuery, params: Sequence[Any], tables: Mapping[str, TableSnapshot]) -> str:
     ast = bind_literals(query.ast, params) if params else query.ast.copy()
     refuse(ast, "Polars", _unsupported)
     ast = annotate(ast, tables)
