@@ -69,31 +69,32 @@ def _translate(query: ValidatedQuery, params: Sequence[Any], tables: Mapping[str
 _JOIN_KINDS = {"ASOF": "ASOF joins", "POSITIONAL": "POSITIONAL joins"}  # sqlglot's Join "method"
 
 
+_UNSUPPORTED: dict[type[exp.Expression], str] = {
+    exp.Lateral: "LATERAL",
+    exp.TableSample: "SAMPLE / TABLESAMPLE",
+    exp.Pivot: "PIVOT / UNPIVOT",
+    exp.Lambda: "lambda functions (x -> ...)",
+    exp.JSONExtract: "JSON operators and functions (->, ->>, json_extract)",
+    exp.JSONExtractScalar: "JSON operators and functions (->, ->>, json_extract)",
+    exp.Slice: "slices ([a:b])",
+    exp.Struct: "STRUCT values ({'k': v}, struct_pack)",
+    exp.ToMap: "MAP values",
+    exp.VarMap: "MAP values",
+    exp.Map: "MAP values",
+}
+
+
 def _unsupported(node: exp.Expression) -> str | None:
     """The name of the construct ``node`` is, when Polars cannot run it."""
     if isinstance(node, exp.Join):
         if isinstance(node.this, exp.Unnest):
             return "UNNEST in FROM (a lateral join)"
         return _JOIN_KINDS.get((node.args.get("method") or "").upper())
-    simple: dict[type[exp.Expression], str] = {
-        exp.Lateral: "LATERAL",
-        exp.TableSample: "SAMPLE / TABLESAMPLE",
-        exp.Pivot: "PIVOT / UNPIVOT",
-        exp.Lambda: "lambda functions (x -> ...)",
-        exp.JSONExtract: "JSON operators and functions (->, ->>, json_extract)",
-        exp.JSONExtractScalar: "JSON operators and functions (->, ->>, json_extract)",
-        exp.Slice: "slices ([a:b])",
-        exp.Struct: "STRUCT values ({'k': v}, struct_pack)",
-        exp.ToMap: "MAP values",
-        exp.VarMap: "MAP values",
-        exp.Map: "MAP values",
-    }
-    for kind, name in simple.items():
-        if isinstance(node, kind):
-            return name
+    name = next((name for kind, name in _UNSUPPORTED.items() if isinstance(node, kind)), None)
+    if name:
+        return name
     if isinstance(node, exp.Columns):
         return "COLUMNS(...)"
-
     if isinstance(node, exp.Func) and node.key.startswith("json"):
         return "JSON operators and functions (->, ->>, json_extract)"
     if isinstance(node, exp.Anonymous) and str(node.name).lower().startswith("json"):

@@ -113,6 +113,14 @@ def _date_trunc_naive(node: exp.Expression) -> exp.Expression:
 
 
 _JOIN_METHODS = {"ASOF": "ASOF joins", "POSITIONAL": "POSITIONAL joins"}
+_UNSUPPORTED: dict[type[exp.Expression], str] = {
+    exp.TableSample: "SAMPLE / TABLESAMPLE",
+    exp.SimilarTo: "SIMILAR TO",
+    exp.Slice: "slices ([a:b])",
+    exp.Columns: "COLUMNS(...)",
+    exp.ToMap: "MAP literals",
+    exp.Format: "format() with {} placeholders",
+}
 
 
 def _unsupported(node: exp.Expression) -> str | None:
@@ -129,15 +137,7 @@ def _unsupported(node: exp.Expression) -> str | None:
         return "first() / last() with ORDER BY"
     if isinstance(node, exp.Table) and isinstance(node.this, exp.Func):
         return f"the table function {node.this.sql_name().lower()}()"
-    simple: dict[type[exp.Expression], str] = {
-        exp.TableSample: "SAMPLE / TABLESAMPLE",
-        exp.SimilarTo: "SIMILAR TO",
-        exp.Slice: "slices ([a:b])",
-        exp.Columns: "COLUMNS(...)",
-        exp.ToMap: "MAP literals",
-        exp.Format: "format() with {} placeholders",
-    }
-    return next((name for kind, name in simple.items() if isinstance(node, kind)), None)
+    return next((name for kind, name in _UNSUPPORTED.items() if isinstance(node, kind)), None)
 
 
 def _ieee_division(node: exp.Expression) -> exp.Expression:
