@@ -119,6 +119,11 @@ def translate_error(exc: BaseException) -> ColonnadeError:
         ),
     ):
         return QueryError(message)
+    if isinstance(exc, (pl.exceptions.StructFieldNotFoundError, pl.exceptions.SchemaFieldNotFoundError)):
+        # DuckDB's binder accepted the query: Polars reads a name differently (e.g. JSON paths).
+        return UnsupportedQuery(f"Polars cannot run this query: it finds no field {message}")
+    if isinstance(exc, pl.exceptions.PolarsError):  # deterministic for this query: not the server's fault
+        return QueryError(f"Polars cannot run this query: {message}")
     if isinstance(exc, pl.exceptions.PanicException):
         # Polars panics on some SQL it does not implement; the query, not the server, is at fault.
         return UnsupportedQuery(f"Polars cannot run this query: {message.splitlines()[0] if message else 'panic'}")
