@@ -149,6 +149,23 @@ def assert_same_result(sql: str, left: pa.Table, right: pa.Table, *, exact_schem
 
 
 @pytest.fixture(scope="session")
+def spark_databases(spark_remote: str) -> Iterator[Callable[[Path], engine.Database]]:
+    """Databases on the Spark engine, one per data dir, all closed before the server stops."""
+    from engine.config import load_settings
+
+    opened: list[engine.Database] = []
+
+    def open_one(data_dir: Path) -> engine.Database:
+        settings = load_settings(environ={"COLONNADE_SPARK_REMOTE": spark_remote})
+        opened.append(engine.Database(data_dir, settings=settings))
+        return opened[-1]
+
+    yield open_one
+    for database in opened:
+        database.close()
+
+
+@pytest.fixture(scope="session")
 def run(request: pytest.FixtureRequest) -> Callable[[Path, str], pa.Table]:
     """Run a case on an engine once per session (the Spark server starts only when needed)."""
     memo: dict[tuple[Path, str], pa.Table | ColonnadeError] = {}
@@ -158,14 +175,11 @@ def run(request: pytest.FixtureRequest) -> Callable[[Path, str], pa.Table]:
         key = (DATA_DIRS[folder], "spark" if engine_name == "spark" else "local")
         if key not in databases:
             data_dir = request.getfixturevalue(key[0])
-            settings = None
-            if key[1] == "spark":
-                from engine.config import load_settings
-
-                remote = request.getfixturevalue("spark_remote")
-                settings = load_settings(environ={"COLONNADE_SPARK_REMOTE": remote})
-            databases[key] = engine.Database(data_dir, settings=settings)
-            request.addfinalizer(databases[key].close)
+            if key[1] == "spark":  # closed before the Spark server stops (spark_databases needs it)
+                databases[key] = request.getfixturevalue("spark_databases")(data_dir)
+            else:
+                databases[key] = engine.Database(data_dir)
+                request.addfinalizer(databases[key].close)
         return databases[key]
 
     def run_case(path: Path, engine_name: str) -> pa.Table:

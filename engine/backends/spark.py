@@ -205,7 +205,9 @@ class SparkBackend(Backend):
                     warnings.simplefilter("ignore", FutureWarning)  # pyspark's pandas>=3 notice
                     from pyspark.sql import SparkSession
 
-                    session = SparkSession.builder.remote(self.remote).getOrCreate()
+                    # Its own session: getOrCreate() would share one per process, and closing
+                    # one Database would stop the session of every other.
+                    session = SparkSession.builder.remote(self.remote).create()
                 # DuckDB's TIMESTAMP has no time zone: make Spark's TIMESTAMP the same, in UTC.
                 session.conf.set("spark.sql.timestampType", "TIMESTAMP_NTZ")
                 session.conf.set("spark.sql.session.timeZone", "UTC")
