@@ -59,6 +59,7 @@ class Memo:
 
 
 _MEMO = Memo()
+KEEP_VERSIONS = 16
 
 
 class _Binder:
@@ -73,17 +74,21 @@ class _Binder:
             "SET python_enable_replacements = false",
         ):
             self._con.execute(statement)
-        self._tables: set[str] = set()
+        self._tables: dict[str, list[str]] = {}  # catalog name -> its empty tables, oldest first
         self._lock = threading.Lock()
 
     def table(self, snap: TableSnapshot) -> str:
         name = f"{snap.name}@{_key(snap)}"
         with self._lock:
-            if name not in self._tables:
+            versions = self._tables.setdefault(snap.name, [])
+            if name not in versions:
                 self._con.register("__schema", snap.schema.empty_table())
                 self._con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM __schema')
                 self._con.unregister("__schema")
-                self._tables.add(name)
+                versions.append(name)
+                for stale in versions[:-KEEP_VERSIONS]:  # every ingest makes a version: keep a few
+                    self._con.execute(f'DROP TABLE IF EXISTS "{stale}"')
+                del versions[:-KEEP_VERSIONS]
         return name
 
     def bind(self, text: str, params: Sequence[Any]) -> tuple[list[str], list[str]]:
@@ -107,17 +112,18 @@ def arrow_type(duckdb_type: str) -> pa.DataType:
         return con.sql(f"SELECT CAST(NULL AS {duckdb_type}) AS v").to_arrow_table().schema.field(0).type
 
 
-_TYPE_NAMES: dict[str, dict[str, str]] = {}
+_TYPE_NAMES = Memo(1024)
 
 
 def duckdb_type_names(snap: TableSnapshot) -> dict[str, str]:
     """Column → DuckDB type name, as DuckDB reads the snapshot's table."""
-    key = _key(snap)
-    if key not in _TYPE_NAMES:
+
+    def read() -> dict[str, str]:
         with duckdb.connect() as con:
             relation = con.from_arrow(snap.schema.empty_table())
-            _TYPE_NAMES[key] = dict(zip(relation.columns, map(str, relation.types), strict=True))
-    return _TYPE_NAMES[key]
+            return dict(zip(relation.columns, map(str, relation.types), strict=True))
+
+    return _TYPE_NAMES.get((_key(snap),), read)
 
 
 def reference_schema(
