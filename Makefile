@@ -18,6 +18,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+	# TPC-DS data for the parity suite: DuckDB 1.5.5 + its tpcds extension from PyPI, in .venv-tpcds
+	$(BIN)/python -c "from tests.breadth_data import tpcds_python; tpcds_python()"
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -57,4 +59,4 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.report bench/results/results.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .venv-tpcds .pytest_cache

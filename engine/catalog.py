@@ -82,7 +82,9 @@ class TableSnapshot:
     def relation(self) -> str:
         """The name engines register this version under. Generated, never written by a client:
         every relation in the SQL an engine runs is one of these or a generated CTE name."""
-        digest = hashlib.sha1(self.name.encode()).hexdigest()[:6]  # names differing in case only
+        # The digest tells apart names that differ in case only, and the same name in another
+        # data directory (one process may open several; engines' sessions may be shared).
+        digest = hashlib.sha1(f"{self.uri}\0{self.name}".encode()).hexdigest()[:8]
         return f"rel_{self.name.lower()}_{digest}_{self.fingerprint.lower()}"
 
 

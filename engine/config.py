@@ -21,6 +21,7 @@ from engine.errors import ConfigError
 CONFIG_ENV = "COLONNADE_CONFIG"
 DEFAULT_CONFIG_NAME = "colonnade.toml"
 EXTERNAL_FORMATS = ("parquet", "csv", "ndjson", "arrow")
+AUTO_PREFERENCES = ("duckdb", "polars")  # the engines engine=auto may prefer below Spark's threshold
 
 
 @dataclass
@@ -35,6 +36,7 @@ class ServerSettings:
     # GET /metrics: "admin" (an admin token when auth is on), "open", or "off".
     metrics: str = "admin"
     engine: str = "duckdb"  # the default engine: duckdb, polars, spark or auto
+    auto_prefer: str = "duckdb"  # engine=auto below [spark] auto_min_bytes: duckdb, or polars (DuckDB when it refuses)
 
 
 @dataclass
@@ -189,6 +191,8 @@ def load_settings(
                 _assign(
                     settings, section, name, value, from_env=False, origin=_FLAGS.get(f"{section}.{name}", "a flag")
                 )
+    if settings.server.auto_prefer not in AUTO_PREFERENCES:
+        raise ConfigError(f"[server] auto_prefer must be one of {', '.join(AUTO_PREFERENCES)}")
     return settings
 
 

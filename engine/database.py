@@ -7,6 +7,7 @@ It owns the catalog and one instance of each engine backend, and runs the query 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import os
@@ -21,7 +22,7 @@ import pyarrow as pa
 from engine.backends.base import Backend, QueryControl
 from engine.catalog import Catalog, TableSnapshot
 from engine.config import Settings, engine_resources, load_settings
-from engine.errors import InvalidRequest, TableNotFound
+from engine.errors import InvalidRequest, TableNotFound, UnsupportedQuery
 from engine.prepared import PreparedQuery, ValidationMemo
 from engine.result import Result
 from engine.sql import ValidatedQuery, validate
@@ -29,7 +30,7 @@ from engine.sql.introspection import CatalogTable
 from engine.tokens import Token
 
 ENGINES = ("duckdb", "polars", "spark")
-AUTO = "auto"  # DuckDB, or Spark when the tables are past [spark] auto_min_bytes
+AUTO = "auto"  # Spark past [spark] auto_min_bytes, else [server] auto_prefer; DuckDB when Polars refuses
 
 
 def check_engine(engine: str, *, allow_auto: bool = False) -> None:
@@ -99,7 +100,9 @@ class Database:
             return engine
         spark = self.settings.spark
         size = sum(t.bytes for t in tables.values())
-        return "spark" if spark.remote and spark.auto_min_bytes > 0 and size >= spark.auto_min_bytes else "duckdb"
+        if spark.remote and spark.auto_min_bytes > 0 and size >= spark.auto_min_bytes:
+            return "spark"
+        return "polars" if self.settings.server.auto_prefer == "polars" else "duckdb"
 
     def validate(self, sql: str) -> ValidatedQuery:
         """``sql`` validated against this catalog's table names (memoised per text)."""
@@ -156,9 +159,12 @@ class Database:
         bound = query.check_params(params)
         tables = self.catalog.pin(query.tables)
         chosen = query.engine or self.choose_engine(engine, tables)
+        auto = query.engine is None and (engine or self.settings.server.engine) == AUTO
         relations = {name: snap.relation for name, snap in tables.items()}
         catalog = functools.partial(self._visible_tables, token)
-        return PreparedQuery(query, bound, tables, chosen, query.render(relations, catalog), catalog)
+        text = query.render(relations, catalog)
+        fallback = "duckdb" if auto and chosen == "polars" else None
+        return PreparedQuery(query, bound, tables, chosen, text, catalog, fallback=fallback)
 
     def _visible_tables(self, token: Token | None) -> list[CatalogTable]:
         """What the catalog views show to ``token``: the tables it may read."""
@@ -179,11 +185,18 @@ class Database:
         cancel the query from another thread even before this call returns."""
         started = time.perf_counter()
         prepared = sql if isinstance(sql, PreparedQuery) else self.prepare(sql, params, engine=engine)
-        backend = self.backend(prepared.engine)
         if control is None:
             control = QueryControl(self.settings.limits.query_timeout_s if timeout_s is None else timeout_s)
         kwargs = {"batch_rows": batch_rows} if batch_rows else {}
-        execution = backend.execute(prepared, control, **kwargs)
+        try:
+            execution = self.backend(prepared.engine).execute(prepared, control, **kwargs)
+        except UnsupportedQuery:
+            if prepared.fallback is None:
+                raise
+            # engine=auto preferred Polars, which refuses before it runs anything: DuckDB runs it.
+            prepared = dataclasses.replace(prepared, engine=prepared.fallback, fallback=None)
+            control.restart()
+            execution = self.backend(prepared.engine).execute(prepared, control, **kwargs)
         return Result(
             execution.schema,
             execution,

@@ -37,6 +37,7 @@ class PreparedQuery:
     engine: str  # the engine that runs it ("auto" resolved)
     sql: str  # the DuckDB text engines run, prefix included (confirmed by DuckDB's parser)
     catalog: Callable[[], Iterable[CatalogTable]] = field(default=tuple, compare=False, repr=False)
+    fallback: str | None = None  # engine=auto: the engine that runs it if the chosen one refuses
 
     @cached_property
     def ast(self) -> exp.Expression:
@@ -48,6 +49,11 @@ class PreparedQuery:
     def relations(self) -> dict[str, str]:
         """Catalog table -> the generated relation name engines register it under."""
         return {name: snap.relation for name, snap in self.tables.items()}
+
+    @property
+    def by_relation(self) -> dict[str, TableSnapshot]:
+        """Relation name -> snapshot: how engines that type the query see its tables."""
+        return {snap.relation: snap for snap in self.tables.values()}
 
     @property
     def cacheable(self) -> bool:

@@ -9,8 +9,10 @@ import pytest
 
 import engine
 from engine.demo import create_demo
+from tests.breadth_data import corpus_tables, tpcds_parquet
 
 TPCH_SCALE = 0.01
+TPCDS_SCALE = 0.01  # 24 tables, 100k rows in all: ~3 s to generate and ingest
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +25,26 @@ def tpch_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # Engine timeouts in tests are sized for a busy machine: a test that wants a timeout sets one.
 TEST_QUERY_TIMEOUT_S = "600"
+
+
+@pytest.fixture(scope="session")
+def tpcds_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir holding TPC-DS's 24 tables at a tiny scale (see tests/breadth_data.py)."""
+    root = tmp_path_factory.mktemp("tpcds")
+    with engine.Database(root / "data", create=True) as database:
+        for path in tpcds_parquet(root / "parquet", TPCDS_SCALE):
+            database.ingest(str(path), table=path.stem)
+    return root / "data"
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir holding the analyst corpus's tables (lists, structs, maps, JSON text, ...)."""
+    path = tmp_path_factory.mktemp("corpus") / "data"
+    with engine.Database(path, create=True) as database:
+        for name, table in corpus_tables().items():
+            database.ingest(table, table=name)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -32,8 +32,14 @@ class QueryControl:
         self._interrupt: Callable[[], None] | None = None
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
-        if timeout_s is not None and timeout_s > 0:
-            self._timer = threading.Timer(timeout_s, self.cancel, args=("timeout",))
+        self.restart()
+
+    def restart(self) -> None:
+        """(Re)start the timeout: on creation, and for a second engine after a refusal (auto)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.timeout_s is not None and self.timeout_s > 0:
+            self._timer = threading.Timer(self.timeout_s, self.cancel, args=("timeout",))
             self._timer.daemon = True
             self._timer.start()
 

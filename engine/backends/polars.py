@@ -14,35 +14,21 @@ import polars as pl
 import pyarrow as pa
 
 from engine.backends.base import Backend, QueryControl, Started
-from engine.backends.semantics import duckdb_semantics, regular_schema
+from engine.backends.polars_sql import polars_sql
+from engine.backends.reference import conform, shape
+from engine.backends.semantics import regular_schema
 from engine.catalog import TableSnapshot
 from engine.errors import (
     ColonnadeError,
     ColumnNotFound,
     EngineError,
     QueryError,
-    SqlSyntaxError,
     TableNotFound,
     UnsupportedQuery,
 )
 from engine.prepared import PreparedQuery
-from engine.sql import bind_literals
-from engine.sql.confirm import confirm_relations, serializable
 
 _POLL_S = 0.002
-
-
-def polars_sql(prepared: PreparedQuery) -> str:
-    """The SQL text Polars runs: DuckDB semantics kept where the two engines differ. DuckDB's
-    parser confirms it reads exactly the query's relations (Polars' SQL can read files itself)."""
-    query = prepared.query
-    ast = bind_literals(prepared.ast, prepared.params) if prepared.params else prepared.ast.copy()
-    ast = duckdb_semantics(ast)
-    confirm_relations(serializable(ast).sql(dialect="duckdb", identify=True), prepared.relations, query.ctes)
-    # Quote every identifier: Polars' parser takes words like TOP as keywords, and it matches
-    # names case-sensitively whether quoted or not, so quoting changes nothing else.
-    body = ast.sql(dialect="duckdb", identify=True)
-    return f"{query.prefix} {body}" if query.prefix else body
 
 
 def scan(snap: TableSnapshot) -> pl.LazyFrame:
@@ -70,18 +56,21 @@ class PolarsBackend(Backend):
     name = "polars"
 
     def start(self, prepared: PreparedQuery, control: QueryControl, batch_rows: int) -> Started:
+        reference = shape(prepared)
         # Only this query's tables, under their generated names: nothing else is visible.
         ctx = pl.SQLContext({snap.relation: scan(snap) for snap in prepared.tables.values()})
         frame = ctx.execute(polars_sql(prepared))
         schema = frame.collect_schema()  # resolves tables and columns: errors surface here
-        arrow_schema = regular_schema(pl.DataFrame(schema=schema).to_arrow().schema)
-        return Started(arrow_schema, self._run(frame, control, batch_rows))
+        arrow_schema = reference or regular_schema(pl.DataFrame(schema=schema).to_arrow().schema)
+        return Started(arrow_schema, self._run(frame, control, batch_rows, reference))
 
     def translate(self, exc: BaseException) -> ColonnadeError:
         return translate_error(exc)
 
     @staticmethod
-    def _run(frame: pl.LazyFrame, control: QueryControl, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    def _run(
+        frame: pl.LazyFrame, control: QueryControl, batch_rows: int, reference: pa.Schema | None
+    ) -> Iterator[pa.RecordBatch]:
         # collect_batches cannot be stopped, so collect in the background and poll: a timeout
         # or hang-up then cancels the query. The result is held whole, then streamed.
         running = frame.collect(background=True)
@@ -94,7 +83,8 @@ class PolarsBackend(Backend):
             raise translate_error(exc) from None
         control.check()
         table = df.to_arrow()
-        yield from table.cast(regular_schema(table.schema)).to_batches(max_chunksize=batch_rows)
+        table = conform(table, reference) if reference else table.cast(regular_schema(table.schema))
+        yield from table.to_batches(max_chunksize=batch_rows)
 
 
 def translate_error(exc: BaseException) -> ColonnadeError:
@@ -102,7 +92,8 @@ def translate_error(exc: BaseException) -> ColonnadeError:
     if isinstance(exc, pl.exceptions.ColumnNotFoundError):
         return ColumnNotFound(message)
     if isinstance(exc, pl.exceptions.SQLSyntaxError):
-        return SqlSyntaxError(message)
+        # The query parsed as DuckDB SQL before it got here: Polars' parser lacks the construct.
+        return UnsupportedQuery(f"Polars cannot run this query: {message}")
     if isinstance(exc, pl.exceptions.SQLInterfaceError):
         if "not found" in message and "relation" in message:
             return TableNotFound(message)
@@ -117,6 +108,11 @@ def translate_error(exc: BaseException) -> ColonnadeError:
         ),
     ):
         return QueryError(message)
+    if isinstance(exc, (pl.exceptions.StructFieldNotFoundError, pl.exceptions.SchemaFieldNotFoundError)):
+        # DuckDB's binder accepted the query: Polars reads a name differently (e.g. JSON paths).
+        return UnsupportedQuery(f"Polars cannot run this query: it finds no field {message}")
+    if isinstance(exc, pl.exceptions.PolarsError):  # deterministic for this query: not the server's fault
+        return QueryError(f"Polars cannot run this query: {message}")
     if isinstance(exc, pl.exceptions.PanicException):
         # Polars panics on some SQL it does not implement; the query, not the server, is at fault.
         return UnsupportedQuery(f"Polars cannot run this query: {message.splitlines()[0] if message else 'panic'}")

@@ -29,27 +29,45 @@ def _date_parts_as_bigint(node: exp.Expression) -> exp.Expression:
 
 
 def _interval_arithmetic_as_timestamp(node: exp.Expression) -> exp.Expression:
-    """DuckDB's ``date ± INTERVAL`` gives TIMESTAMP; Polars keeps DATE."""
+    """DuckDB's ``date ± INTERVAL`` is TIMESTAMP arithmetic; Polars keeps DATE (and drops the
+    hours of ``INTERVAL 2 HOUR``). Cast the operand, which changes nothing for a TIMESTAMP."""
     if (
         isinstance(node, (exp.Add, exp.Sub))
         and isinstance(node.expression, exp.Interval)
-        and not isinstance(node.parent, exp.Cast)
+        and not isinstance(node.this, exp.Interval)
+        and not (isinstance(node.this, exp.Cast) and node.this.to.this == exp.DataType.Type.TIMESTAMP)
     ):
-        return exp.cast(node.copy(), exp.DataType.build("TIMESTAMP"))
+        node.set("this", exp.cast(node.this.copy(), exp.DataType.build("TIMESTAMP")))
     return node
+
+
+def aggregate_argument(node: exp.AggFunc) -> exp.Expression:
+    """The value an aggregate reads: ``x`` in ``AGG(x)`` and in ``AGG(DISTINCT x)``."""
+    return node.this.expressions[0] if isinstance(node.this, exp.Distinct) else node.this
+
+
+def set_aggregate_argument(node: exp.AggFunc, value: exp.Expression) -> None:
+    if isinstance(node.this, exp.Distinct):
+        node.this.set("expressions", [value])
+    else:
+        node.set("this", value)
 
 
 def _average_as_double(node: exp.Expression) -> exp.Expression:
     """DuckDB's AVG is DOUBLE; Spark's AVG of a DECIMAL is a DECIMAL rounded to scale + 4."""
-    if isinstance(node, exp.Avg) and not (isinstance(node.this, exp.Cast) and node.this.to.this in _FLOATS):
-        node.set("this", exp.cast(node.this.copy(), exp.DataType.build("DOUBLE")))
+    if isinstance(node, exp.Avg):
+        arg = aggregate_argument(node)
+        if isinstance(arg.type, exp.DataType) and arg.type.is_type(*exp.DataType.TEMPORAL_TYPES):
+            return node  # AVG of a TIMESTAMP is a TIMESTAMP, on every engine
+        if not (isinstance(arg, exp.Cast) and arg.to.this in _FLOATS):
+            set_aggregate_argument(node, exp.cast(arg.copy(), exp.DataType.build("DOUBLE")))
     return node
 
 
 def duckdb_semantics(ast: exp.Expression) -> exp.Expression:
     """Rewrite ``ast`` (in place) so another engine computes what DuckDB would."""
     for rule in (_divide_as_double, _date_parts_as_bigint, _interval_arithmetic_as_timestamp, _average_as_double):
-        ast = ast.transform(rule)
+        ast = ast.transform(rule, copy=False)  # the caller owns ``ast``: copying it costs more than the rules
     return ast
 
 

@@ -21,14 +21,15 @@ from sqlglot.dialects.spark import Spark
 from sqlglot.generators.spark import SparkGenerator
 
 from engine.backends.base import Backend, QueryControl, Started
+from engine.backends.reference import conform, shape
 from engine.backends.semantics import duckdb_semantics, regular_schema
+from engine.backends.typed_semantics import GENERIC_RULES, Rule, annotate, refuse, rewrite
 from engine.catalog import TableSnapshot
 from engine.errors import (
     ColonnadeError,
     ColumnNotFound,
     EngineError,
     QueryError,
-    SqlSyntaxError,
     TableNotFound,
     UnsupportedQuery,
 )
@@ -60,6 +61,12 @@ def spark_type(t: pa.DataType) -> str:
     raise UnsupportedQuery(f"Spark backend: no Spark type for Arrow {t}")
 
 
+def _cte(self: SparkGenerator, node: exp.CTE) -> str:
+    node = node.copy()  # MATERIALIZED only hints DuckDB's planner; Spark's parser does not know it
+    node.set("materialized", None)
+    return SparkGenerator.cte_sql(self, node)
+
+
 class _Spark4Generator(SparkGenerator):
     # Spark 4 runs QUALIFY itself; sqlglot's rewrite of it into a subquery leaks its helper
     # column into SELECT * (FACTS.md §7), so keep every other Select transform but that one.
@@ -68,6 +75,10 @@ class _Spark4Generator(SparkGenerator):
         exp.Select: transforms.preprocess(
             [transforms.eliminate_distinct_on, transforms.unnest_to_explode, transforms.any_to_exists]
         ),
+        # sqlglot writes 'EEE' (Wed, Jan): DuckDB's dayname and monthname are the full names.
+        exp.Dayname: lambda self, e: self.func("DATE_FORMAT", e.this, exp.Literal.string("EEEE")),
+        exp.Monthname: lambda self, e: self.func("DATE_FORMAT", e.this, exp.Literal.string("MMMM")),
+        exp.CTE: _cte,
     }
 
 
@@ -100,11 +111,77 @@ def _date_trunc_naive(node: exp.Expression) -> exp.Expression:
     return node
 
 
+_JOIN_METHODS = {"ASOF": "ASOF joins", "POSITIONAL": "POSITIONAL joins"}
+_UNSUPPORTED: dict[type[exp.Expression], str] = {
+    exp.TableSample: "SAMPLE / TABLESAMPLE",
+    exp.SimilarTo: "SIMILAR TO",
+    exp.Slice: "slices ([a:b])",
+    exp.Columns: "COLUMNS(...)",
+    exp.ToMap: "MAP literals",
+    exp.Format: "format() with {} placeholders",
+}
+
+
+def _unsupported(node: exp.Expression) -> str | None:
+    """The name of a construct Spark cannot run as DuckDB does (sqlglot's translation included)."""
+    if isinstance(node, exp.Join):
+        return _JOIN_METHODS.get((node.args.get("method") or "").upper())
+    if isinstance(node, exp.RegexpReplace) and "g" not in node.text("modifiers"):
+        return "regexp_replace without the 'g' flag (Spark replaces every match)"
+    if isinstance(node, exp.WindowSpec) and (node.text("kind") or "").upper() == "GROUPS":
+        return "GROUPS window frames"
+    if isinstance(node, exp.Star) and node.args.get("replace"):
+        return "SELECT * REPLACE (...)"
+    if isinstance(node, (exp.First, exp.Last)) and isinstance(node.this, exp.Order):
+        return "first() / last() with ORDER BY"
+    if isinstance(node, exp.Table) and isinstance(node.this, exp.Func):
+        return f"the table function {node.this.sql_name().lower()}()"
+    return next((name for kind, name in _UNSUPPORTED.items() if isinstance(node, kind)), None)
+
+
+def _ieee_division(node: exp.Expression) -> exp.Expression:
+    """DuckDB's ``/`` by zero gives ±inf or NaN (IEEE); Spark's ANSI mode raises DIVIDE_BY_ZERO."""
+    if not isinstance(node, exp.Div) or isinstance(node, exp.IntDiv) or isinstance(node.expression, exp.Literal):
+        return node
+    zero = exp.EQ(this=node.expression.copy(), expression=exp.Literal.number(0))
+    infinity = exp.cast(exp.Literal.string("Infinity"), exp.DataType.build("DOUBLE"))
+    by_zero = exp.Mul(this=exp.cast(node.this.copy(), exp.DataType.build("DOUBLE")), expression=infinity)
+    return exp.Case(ifs=[exp.If(this=zero, true=by_zero)], default=node.copy())
+
+
+def _regexp_flags(node: exp.Expression) -> exp.Expression:
+    """regexp_matches(s, p, 'i'): Spark's RLIKE takes no flags, so put them in the pattern."""
+    flag = node.args.get("flag") if isinstance(node, exp.RegexpLike) else None
+    if isinstance(flag, exp.Literal) and isinstance(node.expression, exp.Literal) and flag.this:
+        pattern = exp.Literal.string(f"(?{flag.this}){node.expression.this}")
+        return exp.RegexpLike(this=node.this, expression=pattern)
+    return node
+
+
+def _distinct_order_by_output_names(node: exp.Expression) -> exp.Expression:
+    """Under SELECT DISTINCT, Spark resolves ORDER BY only against the output columns, and
+    ``qualify`` writes ``ORDER BY t.col``: point such references back at the output name."""
+    if not isinstance(node, exp.Select) or not node.args.get("distinct") or not node.args.get("order"):
+        return node
+    outputs = {e.alias_or_name for e in node.expressions}
+    for ordered in node.args["order"].expressions:
+        column = ordered.this
+        if isinstance(column, exp.Column) and column.table and column.name in outputs:
+            ordered.set("this", exp.column(column.name))
+    return node
+
+
+RULES: tuple[Rule, ...] = (*GENERIC_RULES, _regexp_flags, _distinct_order_by_output_names)
+
+
 def spark_sql(prepared: PreparedQuery) -> str:
-    """Spark's text for the query: the AST whose DuckDB rendering was confirmed, in Spark's dialect."""
+    """Spark's text for the query: the AST whose DuckDB rendering was confirmed, typed and
+    rewritten so that Spark computes what DuckDB would."""
     query = prepared.query
     ast = bind_literals(prepared.ast, prepared.params) if prepared.params else prepared.ast.copy()
-    ast = duckdb_semantics(ast)
+    refuse(ast, "Spark", _unsupported)
+    ast = rewrite(annotate(ast, prepared.by_relation), RULES)
+    ast = duckdb_semantics(ast).transform(_ieee_division, copy=False)
     ast = ast.transform(_quantiles_for_spark).transform(_date_trunc_naive)
     body = ast.sql(dialect=Spark4)
     return f"{query.prefix} {body}" if query.prefix else body
@@ -128,7 +205,9 @@ class SparkBackend(Backend):
                     warnings.simplefilter("ignore", FutureWarning)  # pyspark's pandas>=3 notice
                     from pyspark.sql import SparkSession
 
-                    session = SparkSession.builder.remote(self.remote).getOrCreate()
+                    # Its own session: getOrCreate() would share one per process, and closing
+                    # one Database would stop the session of every other.
+                    session = SparkSession.builder.remote(self.remote).create()
                 # DuckDB's TIMESTAMP has no time zone: make Spark's TIMESTAMP the same, in UTC.
                 session.conf.set("spark.sql.timestampType", "TIMESTAMP_NTZ")
                 session.conf.set("spark.sql.session.timeZone", "UTC")
@@ -138,6 +217,7 @@ class SparkBackend(Backend):
     def start(self, prepared: PreparedQuery, control: QueryControl, batch_rows: int) -> Started:
         if prepared.query.explain == "EXPLAIN ANALYZE":
             raise UnsupportedQuery("Spark has no EXPLAIN ANALYZE: use EXPLAIN")
+        reference = shape(prepared)
         spark = self.session()
         for snap in prepared.tables.values():
             self._view(spark, snap)
@@ -146,16 +226,19 @@ class SparkBackend(Backend):
         spark.addTag(tag)  # tags are per thread: only this query carries it
         control.on_cancel(lambda: spark.interruptTag(tag))
         try:
+            control.check()  # stopped while translating: an interrupt sent now would find no job
             table = spark.sql(text).toArrow()
         finally:
             spark.removeTag(tag)
-        table = table.cast(regular_schema(table.schema))
+        table = conform(table, reference) if reference else table.cast(regular_schema(table.schema))
         return Started(table.schema, iter(table.to_batches(max_chunksize=batch_rows)))
 
     def translate(self, exc: BaseException) -> ColonnadeError:
         return translate_error(exc)
 
     def _view(self, spark: Any, snap: TableSnapshot) -> str:
+        # The snapshot's relation name names its location too: one Spark session may serve
+        # several data directories, and table names and versions repeat across them.
         name = snap.relation
         with self._lock:
             if name in self._views:
@@ -217,10 +300,10 @@ def translate_error(exc: BaseException) -> ColonnadeError:
         return ColumnNotFound(message)
     if condition.startswith("TABLE_OR_VIEW_NOT_FOUND"):
         return TableNotFound(message)
-    if name == "ParseException":
-        return SqlSyntaxError(message)
+    if name in ("ParseException", "AnalysisException"):
+        # DuckDB's binder accepted the query before Spark saw it: Spark lacks the construct.
+        return UnsupportedQuery(f"Spark cannot run this query: {message}")
     if name in (
-        "AnalysisException",
         "ArithmeticException",
         "NumberFormatException",
         "DateTimeException",
