@@ -136,6 +136,8 @@ def _unsupported(node: exp.Expression) -> str | None:
         return "first() / last() with ORDER BY"
     if isinstance(node, exp.Table) and isinstance(node.this, exp.Func):
         return f"the table function {node.this.sql_name().lower()}()"
+    if isinstance(node, exp.Pivot) and not node.args.get("fields"):
+        return "DuckDB's PIVOT / UNPIVOT statement form (write PIVOT (...) or UNPIVOT (...) after FROM)"
     return next((name for kind, name in _UNSUPPORTED.items() if isinstance(node, kind)), None)
 
 
