@@ -82,7 +82,11 @@ class Database:
             return SparkBackend(self.settings.spark.remote)
         from engine.backends.polars import PolarsBackend
 
-        return PolarsBackend()
+        return PolarsBackend(
+            threads=self.threads,
+            memory_bytes=self.memory_bytes,
+            max_workers=self.settings.limits.max_concurrent_queries,
+        )
 
     def choose_engine(self, engine: str | None, tables: Mapping[str, TableSnapshot]) -> str:
         """``None`` means the configured default; ``auto`` routes big scans to Spark."""
