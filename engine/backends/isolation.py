@@ -41,6 +41,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+
 from engine.errors import (
     ERRORS_BY_CODE,
     ColonnadeError,
@@ -51,8 +53,6 @@ from engine.errors import (
 )
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from engine.backends.base import QueryControl
 
 _FRAME = struct.Struct("!BQ")
@@ -278,6 +278,7 @@ class WorkerPool:
 
     def _give_back(self, worker: Worker, *, reusable: bool) -> None:
         recycle = self.config.recycle_bytes
+        reusable = reusable and worker.alive()
         if reusable and recycle is not None and worker.rss_bytes() > recycle:
             reusable = False  # allocators keep what a big query took: start afresh instead
         if not reusable:
@@ -321,15 +322,14 @@ class Lease:
         self.pool = pool
         self.worker = worker
         self.schema: pa.Schema | None = None
-        self._complete = False  # the worker said END or ERROR: it is idle again
+        self._complete = True  # no request outstanding (none sent yet, or END/ERROR read): reusable
         self._released = False
         self._lock = threading.Lock()
 
     def start(self, request: dict[str, Any]) -> pa.Schema:
         """Send ``request`` and wait for the schema: planning happens in the worker, so this
         can take long, and ``kill`` from another thread ends the wait."""
-        import pyarrow as pa
-
+        self._complete = False
         self.worker.wait_ready()
         self.worker.send(request)
         kind, payload = self.worker.read()
@@ -339,8 +339,6 @@ class Lease:
         return self._unexpected(kind, payload)
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        import pyarrow as pa
-
         assert self.schema is not None
         while True:
             kind, payload = self.worker.read()
@@ -410,6 +408,15 @@ def _pieces(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
         yield batch.slice(start, rows)
 
 
+def _without_dictionaries(schema: pa.Schema) -> pa.Schema:
+    """Dictionary columns decoded: a lone IPC batch message cannot carry its dictionaries."""
+    if not any(pa.types.is_dictionary(f.type) for f in schema):
+        return schema
+    return pa.schema(
+        [pa.field(f.name, f.type.value_type, f.nullable) if pa.types.is_dictionary(f.type) else f for f in schema]
+    )
+
+
 def _serve(run: Callable[[Any], Any], translate: Callable[[BaseException], ColonnadeError], fd_in: int, fd_out: int):
     while True:
         try:
@@ -419,8 +426,11 @@ def _serve(run: Callable[[Any], Any], translate: Callable[[BaseException], Colon
             return  # the parent closed our stdin: done
         try:
             schema, batches = run(request)
-            write_frame(fd_out, SCHEMA, schema.serialize())
+            plain = _without_dictionaries(schema)
+            write_frame(fd_out, SCHEMA, plain.serialize())
             for batch in batches:
+                if plain is not schema:
+                    batch = batch.cast(plain)
                 for piece in _pieces(batch):
                     write_frame(fd_out, BATCH, piece.serialize())
             write_frame(fd_out, END)
