@@ -14,6 +14,7 @@ from urllib.parse import quote
 import httpx
 import pyarrow as pa
 
+from engine.backends.base import check_timeout
 from engine.errors import ColonnadeError, EngineError, from_problem
 from engine.result import Result
 
@@ -69,6 +70,8 @@ class RemoteDatabase:
     def sql(
         self, sql: str, params: Sequence[Any] | None = None, engine: str = "duckdb", timeout_s: float | None = None
     ) -> Result:
+        if timeout_s is not None:
+            timeout_s = check_timeout(timeout_s)  # JSON cannot carry nan or inf: say why here
         body = {
             "sql": sql,
             "params": list(params) if params is not None else None,

@@ -7,6 +7,7 @@ refused with a message naming the key, so a typo never silently falls back to a 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -190,7 +191,9 @@ def _check_type(value: Any, expected: Any, where: str) -> Any:
         if option is type(None) and value is None:
             return None
         base = typing.get_origin(option) or option
-        if base is float and isinstance(value, int) and not isinstance(value, bool):
+        if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(float(value)):  # TOML and float() both read nan and inf
+                raise ConfigError(f"config key {where} must be a finite number, got {value!r}")
             return float(value)
         if base is int and isinstance(value, bool):
             continue

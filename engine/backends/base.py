@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -11,10 +12,29 @@ from typing import Any
 import pyarrow as pa
 
 from engine.catalog import TableSnapshot
-from engine.errors import ColonnadeError, QueryCancelled, QueryTimeout
+from engine.errors import ColonnadeError, InvalidParameters, QueryCancelled, QueryTimeout
 from engine.sql import ValidatedQuery
 
 DEFAULT_BATCH_ROWS = 64 * 1024
+
+
+def check_timeout(value: Any, name: str = "timeout_s") -> float:
+    """A timeout a client gave: a finite number of seconds above zero. ``nan`` would compare
+    false with everything and so switch the timeout off; ``inf`` would do so openly."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise InvalidParameters(f"{name} must be a number of seconds, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidParameters(f"{name} must be a number of seconds, got {value!r}")
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int too large for a float
+        seconds = math.inf
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidParameters(f"{name} must be a finite number of seconds above 0, got {value!r}")
+    return seconds
 
 
 class QueryControl:
@@ -25,6 +45,8 @@ class QueryControl:
     """
 
     def __init__(self, timeout_s: float | None = None) -> None:
+        if timeout_s is not None and timeout_s != 0:  # None (and 0, the old spelling): no timeout
+            timeout_s = check_timeout(timeout_s)
         self.timeout_s = timeout_s
         self.reason: str | None = None
         self._interrupt: Callable[[], None] | None = None
