@@ -17,8 +17,8 @@ from litestar.datastructures import State
 from api.auth import authenticate
 from api.cache import cache_key, etag_for
 from api.query import QueryRequest, QueryService, _if_none_match, parse_params
-from engine.backends.base import check_timeout
 from engine.catalog import TableSnapshot
+from engine.config import check_timeout
 from engine.database import Database
 from engine.errors import InvalidParameters, InvalidRequest, QueryTooLarge, TableNotFound
 from engine.formats import MEDIA_TYPES, negotiate

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import httpx
 import pyarrow as pa
 
-from engine.backends.base import check_timeout
+from engine.config import check_timeout
 from engine.errors import ColonnadeError, EngineError, from_problem
 from engine.result import Result
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, InvalidParameters
 
 CONFIG_ENV = "COLONNADE_CONFIG"
 DEFAULT_CONFIG_NAME = "colonnade.toml"
@@ -273,3 +273,22 @@ def engine_resources(settings: Settings) -> tuple[int, int]:
     threads = settings.limits.engine_threads or os.cpu_count() or 2
     memory = parse_size(settings.limits.memory_limit)
     return max(1, threads // workers), max(64 * 1024**2, memory // workers)
+
+
+def check_timeout(value: Any, name: str = "timeout_s") -> float:
+    """A timeout a client gave: a finite number of seconds above zero. ``nan`` would compare
+    false with everything and so switch the timeout off; ``inf`` would do so openly."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise InvalidParameters(f"{name} must be a number of seconds, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidParameters(f"{name} must be a number of seconds, got {value!r}")
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int too large for a float
+        seconds = math.inf
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidParameters(f"{name} must be a finite number of seconds above 0, got {value!r}")
+    return seconds

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.backends.base import QueryControl, check_timeout
-from engine.config import load_settings
+from engine.backends.base import QueryControl
+from engine.config import check_timeout, load_settings
 from engine.errors import ConfigError, InvalidParameters
 from engine.rest import MAX_ROWS_PARAM, compile_rest
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -12,29 +11,11 @@ from typing import Any
 import pyarrow as pa
 
 from engine.catalog import TableSnapshot
-from engine.errors import ColonnadeError, InvalidParameters, QueryCancelled, QueryTimeout
+from engine.config import check_timeout
+from engine.errors import ColonnadeError, QueryCancelled, QueryTimeout
 from engine.sql import ValidatedQuery
 
 DEFAULT_BATCH_ROWS = 64 * 1024
-
-
-def check_timeout(value: Any, name: str = "timeout_s") -> float:
-    """A timeout a client gave: a finite number of seconds above zero. ``nan`` would compare
-    false with everything and so switch the timeout off; ``inf`` would do so openly."""
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise InvalidParameters(f"{name} must be a number of seconds, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidParameters(f"{name} must be a number of seconds, got {value!r}")
-    try:
-        seconds = float(value)
-    except OverflowError:  # an int too large for a float
-        seconds = math.inf
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise InvalidParameters(f"{name} must be a finite number of seconds above 0, got {value!r}")
-    return seconds
 
 
 class QueryControl:
