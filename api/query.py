@@ -38,6 +38,7 @@ from engine.sql import ValidatedQuery
 from engine.tokens import Token
 
 ELAPSED_HEADER = "X-Colonnade-Elapsed-Ms"
+MAX_BYTES_HEADER = "X-Colonnade-Max-Result-Bytes"
 query_log = logging.getLogger("colonnade.query")
 
 
@@ -133,6 +134,7 @@ class QueryService:
         await self._acquire_slot()
         stream = await self._start(request, query, q)
         headers = {ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}", "X-Colonnade-Cache": "miss"}
+        headers[MAX_BYTES_HEADER] = str(self.db.settings.limits.max_result_bytes)  # a cut stream is this cap
         if q.cacheable:
             headers["ETag"] = etag
         relay = self._relay(stream, key, entry)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigError, InvalidParameters
+from engine.errors import ConfigError, InvalidParameters, ResultTooLarge
 
 CONFIG_ENV = "COLONNADE_CONFIG"
 DEFAULT_CONFIG_NAME = "colonnade.toml"
@@ -247,6 +247,17 @@ def _external_tables(value: Any) -> list[ExternalTable]:
 
 
 # -- the resource budget ---------------------------------------------------------------------
+
+# The widest row a result may carry. Encoding copies a row a few times (JSON most), so without
+# a bound the server's memory per query would grow with the row width; a wider row is a 413.
+MAX_ROW_BYTES = 16 * 1024**2
+
+
+def row_too_wide(nbytes: int) -> ResultTooLarge:
+    return ResultTooLarge(
+        f"a result row is {nbytes / 1024**2:.0f} MiB; rows wider than {MAX_ROW_BYTES // 1024**2} MiB "
+        "are not served (select part of the value, e.g. with left())"
+    )
 
 
 def total_memory_bytes() -> int:

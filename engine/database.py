@@ -19,6 +19,7 @@ from engine.backends.base import Backend, QueryControl
 from engine.catalog import Catalog, TableSnapshot
 from engine.config import Settings, engine_resources, load_settings
 from engine.errors import InvalidRequest
+from engine.formats import configure_encoder
 from engine.result import Result
 from engine.sql import ValidatedQuery, validate
 
@@ -40,6 +41,7 @@ class Database:
         self.catalog = Catalog(self.settings.data_dir, self.settings.tables, create=create)
         self.threads, self.memory_bytes = engine_resources(self.settings)
         os.environ.setdefault("POLARS_MAX_THREADS", str(self.threads))  # read once, at import
+        configure_encoder(self.memory_bytes)  # the JSON encoder's DuckDB: the engine's memory limit
         self._backends: dict[str, Backend] = {}
         self._lock = threading.Lock()
 

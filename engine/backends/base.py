@@ -124,7 +124,8 @@ class Backend(ABC):
         control: QueryControl,
         batch_rows: int = DEFAULT_BATCH_ROWS,
     ) -> Execution:
-        """Start ``query``; errors binding or planning it are raised as ColonnadeError."""
+        """Start ``query``; errors binding or planning it are raised as ColonnadeError.
+        Batches hold at most ``batch_rows`` rows (an engine may send fewer at a time)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -31,6 +31,7 @@ from engine.errors import (
 from engine.sql import ValidatedQuery
 
 KEEP_VIEW_VERSIONS = 8
+VECTOR_ROWS = 2048  # DuckDB's STANDARD_VECTOR_SIZE
 
 
 def quote_ident(name: str) -> str:
@@ -107,7 +108,9 @@ class DuckDBBackend(Backend):
             relation = cursor.sql(query.sql("duckdb", physical=views), params=list(params) or None)
             if relation is None:  # not a query (cannot happen after validation)
                 raise QueryError("the statement returned no result")
-            reader = relation.to_arrow_reader(batch_rows)
+            # One DuckDB vector per batch: a batch of 64K wide rows would hold 64K x the row
+            # width in memory at once; consumers regroup vectors without copying.
+            reader = relation.to_arrow_reader(min(batch_rows, VECTOR_ROWS))
         except ColonnadeError:
             cursor.close()
             control.finish()

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from engine.config import MAX_ROW_BYTES, row_too_wide
 from engine.errors import (
     ERRORS_BY_CODE,
     ColonnadeError,
@@ -399,13 +400,16 @@ def _watch_parent() -> None:
 
 
 def _pieces(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
-    """Slices of at most about MAX_FRAME_BYTES, so neither side holds a huge message."""
-    if batch.num_rows <= 1 or batch.nbytes <= MAX_FRAME_BYTES:
-        yield batch
-        return
-    rows = max(1, batch.num_rows * MAX_FRAME_BYTES // batch.nbytes)
+    """Slices of at most about MAX_FRAME_BYTES, so neither side holds a huge message; a single
+    row past MAX_ROW_BYTES is refused here, before the parent holds any of it."""
+    rows = batch.num_rows
+    if batch.nbytes > MAX_FRAME_BYTES and rows > 1:
+        rows = max(1, batch.num_rows * MAX_FRAME_BYTES // batch.nbytes)
     for start in range(0, batch.num_rows, rows):
-        yield batch.slice(start, rows)
+        piece = batch.slice(start, rows) if rows < batch.num_rows else batch
+        if piece.num_rows == 1 and piece.nbytes > MAX_ROW_BYTES:
+            raise row_too_wide(piece.nbytes)
+        yield piece
 
 
 def _without_dictionaries(schema: pa.Schema) -> pa.Schema:
