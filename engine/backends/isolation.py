@@ -403,6 +403,9 @@ def _pieces(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
     """Slices of at most about MAX_FRAME_BYTES, so neither side holds a huge message; a single
     row past MAX_ROW_BYTES is refused here, before the parent holds any of it."""
     rows = batch.num_rows
+    if rows == 0:
+        yield batch
+        return
     if batch.nbytes > MAX_FRAME_BYTES and rows > 1:
         rows = max(1, batch.num_rows * MAX_FRAME_BYTES // batch.nbytes)
     for start in range(0, batch.num_rows, rows):
