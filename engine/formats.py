@@ -414,6 +414,8 @@ def _writer_stream(
             yield chunk
     writer.close()  # type: ignore[attr-defined]
     if tail := pending + sink.take():
+        if max_bytes is not None and sent + len(tail) > max_bytes:  # e.g. Parquet's footer
+            raise ResultTooLarge(f"the {what} result exceeds max_result_bytes ({max_bytes} bytes)")
         yield tail
 
 
