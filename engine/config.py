@@ -31,6 +31,10 @@ class ServerSettings:
     workers: int = 1
     cors_origins: list[str] = field(default_factory=list)
     engine: str = "duckdb"  # the default engine: duckdb, polars, spark or auto
+    # A request's headers must arrive within this of its first byte, its body within the second
+    # after the headers; else 408 and the connection is closed (slow or stalled clients).
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
 
 
 @dataclass
@@ -157,6 +161,13 @@ def load_settings(
         for name, value in values.items():
             if value is not None:
                 _assign(settings, section, name, value, from_env=False)
+    for where, seconds in (
+        ("limits.query_timeout_s", settings.limits.query_timeout_s),
+        ("server.header_timeout_s", settings.server.header_timeout_s),
+        ("server.body_timeout_s", settings.server.body_timeout_s),
+    ):
+        if seconds <= 0:
+            raise ConfigError(f"config key {where} must be above 0 seconds, got {seconds!r}")
     return settings
 
 
