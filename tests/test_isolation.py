@@ -281,3 +281,30 @@ def test_workers_die_with_their_parent(tmp_path: Path) -> None:
     while alive(worker) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(worker)
+
+
+def test_a_dropped_polars_result_frees_its_worker(tpch_dir: Path) -> None:
+    """One Polars worker: a result dropped unread (a notebook) must hand it back, or the next
+    Polars query would wait for it until its timeout."""
+    import engine
+    from engine.config import load_settings
+
+    settings = load_settings(environ={"COLONNADE_LIMITS_MAX_CONCURRENT_QUERIES": "1"})
+    with engine.Database(tpch_dir, settings=settings) as db:
+        assert db.backend("polars").workers == 1
+        for _ in range(3):
+            result = db.sql("SELECT * FROM lineitem, region", engine="polars")
+            del result
+            assert db.sql("SELECT 1 AS x", engine="polars", timeout_s=30).fetchall() == [(1,)]
+
+
+def test_a_worker_that_dies_while_planning_says_why(tpch_dir: Path) -> None:
+    """The diagnosis reads the dead worker's stderr before the pool reaps it."""
+    import engine
+    from engine.config import load_settings
+
+    settings = load_settings(environ={"COLONNADE_LIMITS_MEMORY_LIMIT": "2GB"})
+    with engine.Database(tpch_dir, settings=settings) as db:
+        with pytest.raises(ResourceExhausted, match="more memory"):
+            db.sql("SELECT sum(range) FROM range(2000000000)", engine="polars").arrow()
+        assert db.sql("SELECT 2 AS x", engine="polars").fetchall() == [(2,)]

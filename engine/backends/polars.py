@@ -7,6 +7,7 @@ Polars has no parameter binding: parameters become typed literal nodes in the AS
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -98,14 +99,21 @@ class PolarsBackend(Backend):
         control.on_cancel(lease.kill)
         try:
             schema = lease.start(request)
-        except BaseException as exc:
+        except ColonnadeError:
             lease.release()
             control.finish()
-            if isinstance(exc, ColonnadeError):
-                raise
-            control.check()  # killed by a timeout or a cancel: say so
-            raise lease.translate(exc) from None
-        return Execution(schema, lease.batches(), control, lease.translate, close=lease.release)
+            raise
+        except BaseException as exc:
+            try:
+                control.check()  # killed by a timeout or a cancel: say so
+                raise lease.translate(exc) from None  # before release: a dead worker's stderr says why
+            finally:
+                lease.release()
+                control.finish()
+        execution = Execution(schema, lease.batches(), control, lease.translate, close=lease.release)
+        # A result dropped unread (a notebook) must not keep its worker busy for good.
+        weakref.finalize(execution, lease.release)
+        return execution
 
     def close(self) -> None:
         self.pool.close()
