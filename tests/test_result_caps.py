@@ -138,3 +138,29 @@ def test_a_row_wider_than_the_limit_is_refused() -> None:
     for fmt in ("json", "ndjson", "csv", "arrow", "parquet"):
         with pytest.raises(ResultTooLarge, match="MiB"):
             body(fmt, [wide], None, None)
+
+
+def test_the_encoders_duckdb_is_sandboxed_and_memory_limited() -> None:
+    import duckdb
+
+    from engine import formats
+
+    original = formats.ENCODER_MEMORY_BYTES
+    formats.configure_encoder(300 * 1024**2)
+    try:
+        encoder = formats._json_rows()
+        batch = pa.record_batch({"a": [1]})
+        limit = encoder.select(batch, "SELECT current_setting('memory_limit') AS m").column(0)[0].as_py()
+        assert limit.startswith(("300", "286")), limit  # 300 MiB, shown in DuckDB's own units
+        for sql in (
+            "SELECT * FROM read_csv('/etc/passwd')",
+            "SELECT * FROM read_text('/etc/hostname')",
+            "COPY (SELECT 1) TO '/tmp/colonnade-encoder-escape.csv'",
+        ):
+            with pytest.raises(duckdb.Error):
+                encoder.select(batch, sql)
+        with pytest.raises(duckdb.Error):
+            encoder.select(batch, "SET memory_limit = '100GB'")
+        assert not os.path.exists("/tmp/colonnade-encoder-escape.csv")
+    finally:
+        formats.configure_encoder(original)
