@@ -68,3 +68,13 @@ def fail(request: dict[str, Any]) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
 
 def translate(exc: BaseException) -> ColonnadeError:
     return QueryError(f"handler: {exc}")
+
+
+def noisy(request: dict[str, Any]) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """Complain on stderr and answer; or, asked to, crash without a word."""
+    if request.get("crash"):
+        os.abort()
+    sys.stderr.write("memory allocation of 1 bytes failed (a warning of an earlier request)\n")
+    sys.stderr.flush()
+    batch = pa.record_batch({"n": [1]})
+    return batch.schema, iter([batch])

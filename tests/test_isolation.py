@@ -308,3 +308,10 @@ def test_a_worker_that_dies_while_planning_says_why(tpch_dir: Path) -> None:
         with pytest.raises(ResourceExhausted, match="more memory"):
             db.sql("SELECT sum(range) FROM range(2000000000)", engine="polars").arrow()
         assert db.sql("SELECT 2 AS x", engine="polars").fetchall() == [(2,)]
+
+
+def test_a_crash_is_diagnosed_from_its_own_request_only(pools: list[WorkerPool]) -> None:
+    pool = make(pools, "noisy", size=1)
+    assert run(pool)[0].num_rows == 1  # leaves an out-of-memory line in the worker's stderr
+    with pytest.raises(UnsupportedQuery, match="crashed"):  # not ResourceExhausted
+        run(pool, {"crash": True})

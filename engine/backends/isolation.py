@@ -152,6 +152,7 @@ class Worker:
         self.ready = False
         self._lock = threading.Lock()
         self.killed = False
+        self._stderr_mark = 0  # what the worker wrote before the current request is not its story
 
     @property
     def pid(self) -> int:
@@ -166,6 +167,8 @@ class Worker:
 
     def send(self, request: dict[str, Any]) -> None:
         data = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
+        with contextlib.suppress(OSError, ValueError):
+            self._stderr_mark = os.fstat(self._stderr.fileno()).st_size
         try:
             _write_all(self._in, memoryview(struct.pack("!Q", len(data))), memoryview(data))
         except OSError as exc:  # BrokenPipeError: it died
@@ -210,9 +213,11 @@ class Worker:
         return code
 
     def stderr_tail(self) -> str:
+        """The end of what the worker wrote to stderr since the current request was sent."""
         with contextlib.suppress(OSError, ValueError):
             size = os.fstat(self._stderr.fileno()).st_size
-            return os.pread(self._stderr.fileno(), _STDERR_TAIL, max(0, size - _STDERR_TAIL)).decode(errors="replace")
+            start = max(self._stderr_mark, size - _STDERR_TAIL)
+            return os.pread(self._stderr.fileno(), size - start, start).decode(errors="replace")
         return ""
 
     def close(self) -> None:
