@@ -38,6 +38,7 @@ from engine.tokens import Token
 
 ELAPSED_HEADER = "X-Colonnade-Elapsed-Ms"
 QUERY_ID_HEADER = "X-Colonnade-Query-Id"
+MAX_BYTES_HEADER = "X-Colonnade-Max-Result-Bytes"
 
 
 @dataclass
@@ -121,6 +122,7 @@ class QueryService:
         key = running.key
         etag = etag_for(key) if running.prepared.cacheable and q.cacheable else None
         headers = {ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}", "X-Colonnade-Cache": "miss"}
+        headers[MAX_BYTES_HEADER] = str(self.db.settings.limits.max_result_bytes)  # a cut stream is this cap
         if etag is not None:
             headers["ETag"] = weak(etag)
         if q.fmt != "json":

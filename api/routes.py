@@ -20,8 +20,9 @@ from api.cache import cache_key, etag_for
 from api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from api.query import QueryRequest, QueryService, _if_none_match, parse_params
 from engine.catalog import TableSnapshot
+from engine.config import check_timeout
 from engine.database import Database
-from engine.errors import InvalidRequest, NotFound, QueryTooLarge, TableNotFound
+from engine.errors import InvalidParameters, InvalidRequest, NotFound, QueryTooLarge, TableNotFound
 from engine.formats import MEDIA_TYPES, negotiate
 from engine.rest import compile_rest
 from engine.tokens import Token, check_admin
@@ -39,15 +40,7 @@ def _service(state: State) -> QueryService:
 
 
 def _timeout(raw: str | None) -> float | None:
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InvalidRequest(f"timeout_s must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise InvalidRequest("timeout_s must be positive")
-    return value
+    return None if raw is None else check_timeout(raw)
 
 
 def _format(request: Request) -> str:
@@ -191,11 +184,14 @@ async def sql_post(request: Request, state: State) -> Response:
     if content_type == "application/json":
         try:
             body = msgspec.json.decode(raw, type=SqlBody)
+        except msgspec.ValidationError as exc:
+            if str(exc).endswith("`$.timeout_s`"):  # e.g. 1e309: out of a float's range
+                raise InvalidParameters(f"timeout_s: {exc}") from None
+            raise InvalidRequest(f"malformed JSON body: {exc}") from None
         except msgspec.DecodeError as exc:
             raise InvalidRequest(f"malformed JSON body: {exc}") from None
-        text, params, engine, timeout = body.sql, body.params, body.engine, body.timeout_s
-        if timeout is not None and timeout <= 0:
-            raise InvalidRequest("timeout_s must be positive")
+        text, params, engine = body.sql, body.params, body.engine
+        timeout = None if body.timeout_s is None else check_timeout(body.timeout_s)
     else:
         if len(raw) > limit:
             raise QueryTooLarge(f"the query is {len(raw)} bytes; the limit is {limit}")

@@ -40,11 +40,16 @@ def enable_tcp_nodelay() -> None:
 
 
 def create_worker_app() -> Any:
-    """uvicorn's factory in every worker process: the socket fix, then the app from file + env."""
+    """uvicorn's factory in every worker process: the socket fix, the slow-client deadlines,
+    then the app from file + env."""
     enable_tcp_nodelay()
-    from api.app import create_app_from_env
+    from api import protocol
+    from api.app import create_app
+    from engine.config import load_settings
 
-    return create_app_from_env()
+    settings = load_settings()
+    protocol.configure(settings.server.header_timeout_s, settings.server.body_timeout_s)
+    return create_app(settings)
 
 
 def worker_environment(settings: Settings) -> dict[str, str]:
@@ -82,5 +87,6 @@ def run(settings: Settings) -> None:
             host=settings.server.host,
             port=settings.server.port,
             workers=settings.server.workers if settings.server.workers > 1 else None,
+            http="api.protocol:DeadlineHttpToolsProtocol",
             **UVICORN_OPTIONS,
         )

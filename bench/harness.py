@@ -11,6 +11,9 @@ Sections (each writes into results.json as soon as it finishes, so a partial run
   small        wrk, 32 connections, 2 workers: a cached point query vs a Litestar hello-world
   exports      1M orders rows as json/csv/arrow/parquet vs ROAPI; the 6M-row lineitem CSV RSS
   profile      py-spy flame graph of the server under the mixed load
+  ingest       ingestion vs DuckDB COPY and Polars sink_parquet (bench/ingest.py)
+  governance   isolated Polars ÷ in-process on the TPC-H 22, kill latency, RSS of a wide-row
+               export in every format (bench/governance.py; runnable alone with --only governance)
 """
 
 from __future__ import annotations
@@ -723,6 +726,17 @@ class Bench:
         }
         return out
 
+    # (8) governance: Polars in killable workers, stopping, wide rows ---------------------------
+
+    def governance(self) -> dict:
+        cmd = [sys.executable, "-m", "bench.governance", "--data", str(self.data), "--runs", str(self.args.runs)]
+        cmd += ["--kill-trials", str(self.args.kill_trials), "--wide-mb", str(self.args.wide_mb)]
+        environ = {k: v for k, v in os.environ.items() if not k.startswith(("COLONNADE_", "POLARS_"))}
+        done = subprocess.run(cmd, capture_output=True, text=True, env=environ, cwd=BENCH_DIR.parent, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"bench.governance failed: {done.stderr[-2000:]}")
+        return json.loads(done.stdout)
+
 
 def _py_spy(args: list[str]) -> dict:
     proc = subprocess.run([PY_SPY, *args], capture_output=True, text=True)
@@ -836,7 +850,7 @@ def meta(args: argparse.Namespace) -> dict:
     }
 
 
-SECTIONS = ("tpch", "concurrency", "gil", "small", "exports", "profile", "ingest")
+SECTIONS = ("tpch", "concurrency", "gil", "small", "exports", "profile", "ingest", "governance")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -853,6 +867,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--profile-seconds", type=int, default=8)
     p.add_argument("--ingest-runs", type=int, default=2, help="repetitions of each ingest contender (best of)")
     p.add_argument("--roapi-timeout", type=float, default=60.0)
+    p.add_argument("--kill-trials", type=int, default=5, help="governance: runaway Polars queries to cancel")
+    p.add_argument("--wide-mb", type=int, default=1000, help="governance: size of the wide-row export")
     p.add_argument("--only", nargs="*", choices=SECTIONS)
     p.add_argument("--no-roapi", action="store_true")
     p.add_argument("--no-wrk", action="store_true")

@@ -135,6 +135,29 @@ def targets(r: dict) -> list[dict]:
             "ingest",
         )
         add("ingest lineitem CSV, peak RSS", f"{i['peak_rss_mb']} MB", "< 1500 MB", i["peak_rss_mb"] < 1500, "ingest")
+    gov = r.get("governance", {})
+    if "ratio_isolated_vs_inprocess" in gov.get("tpch", {}):
+        v = gov["tpch"]["ratio_isolated_vs_inprocess"]
+        add("TPC-H 22 on Polars, isolated workers ÷ in-process", _x(v), "≤ 1.10×", v <= 1.10, "governance")
+    if "kill_latency_ms" in gov.get("kill", {}):
+        k = gov["kill"]["kill_latency_ms"]
+        add(
+            "runaway Polars query: cancel → worker gone (median / max)",
+            f"{k['median']} / {k['max']} ms",
+            "(report)",
+            None,
+            "governance",
+        )
+    if "max_rss_growth_mb" in gov.get("wide_exports", {}):
+        w = gov["wide_exports"]
+        v = w["max_rss_growth_mb"]
+        add(
+            f"{w['result_mb']} MB wide-row result, every format: worst server RSS growth",
+            f"{v:.0f} MB",
+            "≤ 300 MB",
+            v <= 300,
+            "governance",
+        )
     for label in ("fail", "quarantine"):
         if f"ndjson_{label}" in ratios:
             add(
@@ -495,12 +518,69 @@ def benchmarks_md(r: dict, plot_dir: str, made: list[str], notes: str) -> str:
         for name, v in i["results"].items():
             L.append(f"| {name} | {v['s']:.2f} | {v['rss_mb']} |")
         L.append("")
-    for name in ("tpch", "concurrency", "gil", "small", "exports", "profile", "ingest"):
+    L += governance_md(r.get("governance", {}))
+    for name in ("tpch", "concurrency", "gil", "small", "exports", "profile", "ingest", "governance"):
         if "error" in r.get(name, {}):
             L.append(f"**Section {name} failed in this run:** `{r[name]['error']}`\n")
     if notes:
         L += ["## Missed targets and what explains them", "", notes.strip(), ""]
     return "\n".join(L) + "\n"
+
+
+def governance_md(g: dict) -> list[str]:
+    if "tpch" not in g:
+        return []
+    t, k, x = g["tpch"], g["kill"], g["transfer"]
+    L = [
+        "## 8. Governance: Polars in killable workers",
+        "",
+        "`python -m bench.governance` inside the harness. Polars runs in worker processes (a pool, Arrow IPC "
+        "frames over a pipe, RLIMIT_AS) so that a timeout or a hang-up can kill it; the in-process side is "
+        f"Polars in the benchmark process as the backend ran it before (`collect()`), {g['polars_threads']} "
+        f"threads on both sides, median of {t['runs']}, interleaved.",
+        "",
+        "| query | in-process s | isolated s | ratio |",
+        "|---|---|---|---|",
+    ]
+    for q, row in t["per_query_s"].items():
+        L.append(
+            f"| Q{q} | {_f(row['inprocess'])} | {_f(row['isolated'])} | {_x(row['isolated'] / row['inprocess'])} |"
+        )
+    L += [
+        f"| **total** | {_f(t['totals_s']['inprocess'])} | {_f(t['totals_s']['isolated'])} | "
+        f"**{_x(t['ratio_isolated_vs_inprocess'])}** |",
+        "",
+        f"One big result through the pipe (`SELECT * FROM lineitem`, {x['isolated']['mb']} MB of Arrow): "
+        f"{x['inprocess']['seconds']} s in-process, {x['isolated']['seconds']} s isolated "
+        f"({x['isolated']['mb_per_s']} MB/s).",
+        "",
+        f"Stopping a runaway query (`{k['query']}`, {k['trials']} trials): the worker is gone "
+        f"{k['kill_latency_ms']['median']} ms (median; max {k['kill_latency_ms']['max']} ms) after the cancel; "
+        f"RSS of the process and its workers {k['rss_mb']['before']} MB before, {k['rss_mb']['peak']} MB while it "
+        f"ran, {k['rss_mb']['after']} MB once the replacement worker was up.",
+        "",
+    ]
+    w = g.get("wide_exports", {})
+    if w:
+        L += [
+            f"A {w['result_mb']} MB result of wide rows, streamed in each format: the server process's RSS growth "
+            "(status, MB sent, seconds, growth MB).",
+            "",
+            "| result | " + " | ".join(FORMATS_ORDER) + " |",
+            "|---|" + "---|" * len(FORMATS_ORDER),
+        ]
+        for label, row in w.items():
+            if isinstance(row, dict):
+                cells = [
+                    f"{v['status']}, {v['mb']:.0f} MB, {v['seconds']} s, **{v['rss_growth_mb']:.0f}**"
+                    for v in (row[f] for f in FORMATS_ORDER)
+                ]
+                L.append(f"| {label} | " + " | ".join(cells) + " |")
+        L.append("")
+    return L
+
+
+FORMATS_ORDER = ("json", "ndjson", "csv", "arrow", "parquet")
 
 
 def _load(x: list | None) -> str:

@@ -14,18 +14,25 @@ from urllib.parse import quote
 import httpx
 import pyarrow as pa
 
-from engine.errors import ColonnadeError, EngineError, from_problem
+from engine.config import check_timeout
+from engine.errors import ColonnadeError, EngineError, ResultTooLarge, from_problem
 from engine.result import Result
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+CUT_MARGIN_BYTES = 64 * 1024**2
 
 
 class _ResponseStream(io.RawIOBase):
-    """A file-like view of a streaming HTTP body, for ``pyarrow.ipc.open_stream``."""
+    """A file-like view of a streaming HTTP body, for ``pyarrow.ipc.open_stream``.
+
+    A body that stops short is an error, never a shorter result: the server cuts an Arrow stream
+    that grows past its ``max_result_bytes`` (announced in ``X-Colonnade-Max-Result-Bytes``)."""
 
     def __init__(self, response: httpx.Response) -> None:
         self._chunks = response.iter_bytes()
         self._buffer = b""
+        self._received = 0
+        self._cap = int(response.headers.get("x-colonnade-max-result-bytes", "0") or 0)
 
     def readable(self) -> bool:
         return True
@@ -36,10 +43,23 @@ class _ResponseStream(io.RawIOBase):
                 self._buffer = next(self._chunks)
             except StopIteration:
                 return 0
+            except httpx.HTTPError as exc:
+                raise self._cut(exc) from None
+            self._received += len(self._buffer)
         n = min(len(target), len(self._buffer))
         target[:n] = self._buffer[:n]
         self._buffer = self._buffer[n:]
         return n
+
+    def _cut(self, exc: httpx.HTTPError) -> ColonnadeError:
+        # The server cuts before a step that would pass the cap; a step is at most 8 MB (and
+        # one wider row), so a cut that close to the cap is the cap.
+        if self._cap and self._received + CUT_MARGIN_BYTES >= self._cap:
+            return ResultTooLarge(
+                f"the result is larger than the server's max_result_bytes ({self._cap} bytes): the server "
+                f"stopped the stream after {self._received} bytes; add a LIMIT or select fewer columns"
+            )
+        return EngineError(f"the result stream broke off after {self._received} bytes: {exc}")
 
 
 class RemoteDatabase:
@@ -69,6 +89,8 @@ class RemoteDatabase:
     def sql(
         self, sql: str, params: Sequence[Any] | None = None, engine: str = "duckdb", timeout_s: float | None = None
     ) -> Result:
+        if timeout_s is not None:
+            timeout_s = check_timeout(timeout_s)  # JSON cannot carry nan or inf: say why here
         body = {
             "sql": sql,
             "params": list(params) if params is not None else None,

@@ -7,6 +7,7 @@ refused with a message naming the key, so a typo never silently falls back to a 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, InvalidParameters, ResultTooLarge
 
 CONFIG_ENV = "COLONNADE_CONFIG"
 DEFAULT_CONFIG_NAME = "colonnade.toml"
@@ -37,6 +38,10 @@ class ServerSettings:
     metrics: str = "admin"
     engine: str = "duckdb"  # the default engine: duckdb, polars, spark or auto
     auto_prefer: str = "duckdb"  # engine=auto below [spark] auto_min_bytes: duckdb, or polars (DuckDB when it refuses)
+    # A request's headers must arrive within this of its first byte, its body within the second
+    # after the headers; else 408 and the connection is closed (slow or stalled clients).
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
 
 
 @dataclass
@@ -193,6 +198,13 @@ def load_settings(
                 )
     if settings.server.auto_prefer not in AUTO_PREFERENCES:
         raise ConfigError(f"[server] auto_prefer must be one of {', '.join(AUTO_PREFERENCES)}")
+    for where, seconds in (
+        ("limits.query_timeout_s", settings.limits.query_timeout_s),
+        ("server.header_timeout_s", settings.server.header_timeout_s),
+        ("server.body_timeout_s", settings.server.body_timeout_s),
+    ):
+        if seconds <= 0:
+            raise ConfigError(f"config key {where} must be above 0 seconds, got {seconds!r}")
     return settings
 
 
@@ -231,7 +243,9 @@ def _check_type(value: Any, expected: Any, where: str) -> Any:
         if option is type(None) and value is None:
             return None
         base = typing.get_origin(option) or option
-        if base is float and isinstance(value, int) and not isinstance(value, bool):
+        if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(float(value)):  # TOML and float() both read nan and inf
+                raise ConfigError(f"config key {where} must be a finite number, got {value!r}")
             return float(value)
         if base is int and isinstance(value, bool):
             continue
@@ -286,6 +300,17 @@ def _external_tables(value: Any) -> list[ExternalTable]:
 
 # -- the resource budget ---------------------------------------------------------------------
 
+# The widest row a result may carry. Encoding copies a row a few times (JSON most), so without
+# a bound the server's memory per query would grow with the row width; a wider row is a 413.
+MAX_ROW_BYTES = 16 * 1024**2
+
+
+def row_too_wide(nbytes: int) -> ResultTooLarge:
+    return ResultTooLarge(
+        f"a result row is {nbytes / 1024**2:.0f} MiB; rows wider than {MAX_ROW_BYTES // 1024**2} MiB "
+        "are not served (select part of the value, e.g. with left())"
+    )
+
 
 def total_memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -311,3 +336,22 @@ def engine_resources(settings: Settings) -> tuple[int, int]:
     threads = settings.limits.engine_threads or os.cpu_count() or 2
     memory = parse_size(settings.limits.memory_limit)
     return max(1, threads // workers), max(64 * 1024**2, memory // workers)
+
+
+def check_timeout(value: Any, name: str = "timeout_s") -> float:
+    """A timeout a client gave: a finite number of seconds above zero. ``nan`` would compare
+    false with everything and so switch the timeout off; ``inf`` would do so openly."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise InvalidParameters(f"{name} must be a number of seconds, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidParameters(f"{name} must be a number of seconds, got {value!r}")
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int too large for a float
+        seconds = math.inf
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidParameters(f"{name} must be a finite number of seconds above 0, got {value!r}")
+    return seconds

@@ -23,6 +23,7 @@ from engine.backends.base import Backend, QueryControl
 from engine.catalog import Catalog, TableSnapshot
 from engine.config import Settings, engine_resources, load_settings
 from engine.errors import InvalidRequest, TableNotFound, UnsupportedQuery
+from engine.formats import configure_encoder
 from engine.prepared import PreparedQuery, ValidationMemo
 from engine.result import Result
 from engine.sql import ValidatedQuery, validate
@@ -47,6 +48,7 @@ class Database:
         self.catalog = Catalog(self.settings.data_dir, self.settings.tables, create=create)
         self.threads, self.memory_bytes = engine_resources(self.settings)
         os.environ.setdefault("POLARS_MAX_THREADS", str(self.threads))  # read once, at import
+        configure_encoder(self.memory_bytes)  # the JSON encoder's DuckDB: the engine's memory limit
         self._backends: dict[str, Backend] = {}
         self._lock = threading.Lock()
         self._validated = ValidationMemo(self.catalog.data_dir)
@@ -90,7 +92,11 @@ class Database:
             return SparkBackend(self.settings.spark.remote)
         from engine.backends.polars import PolarsBackend
 
-        return PolarsBackend()
+        return PolarsBackend(
+            threads=self.threads,
+            memory_bytes=self.memory_bytes,
+            max_workers=self.settings.limits.max_concurrent_queries,
+        )
 
     def choose_engine(self, engine: str | None, tables: Mapping[str, TableSnapshot]) -> str:
         """``None`` means the configured default; ``auto`` routes big scans to Spark."""

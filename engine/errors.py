@@ -217,6 +217,14 @@ class QueryTimeout(QueryError):
     title = "Query timed out"
 
 
+class RequestTimeout(ColonnadeError):
+    """The client sent its request too slowly (headers or body past their deadline)."""
+
+    code = "request_timeout"
+    status = 408
+    title = "Request timeout"
+
+
 class QueryCancelled(QueryError):
     code = "query_cancelled"
     status = 499

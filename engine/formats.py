@@ -1,9 +1,13 @@
 """Arrow record batches → bytes, streamed: json, ndjson, csv, arrow (IPC stream), parquet.
 
-All row work happens in native code: JSON text is produced by DuckDB's ``to_json`` per batch
+All row work happens in native code: JSON text is produced by DuckDB's ``to_json`` per step
 (decimals keep their exact digits, nulls stay ``null``, dates/timestamps become ISO 8601,
 binary base64) and the row strings are taken straight from the Arrow buffer; CSV, IPC and
-Parquet use pyarrow's writers. Python touches each batch once, never each row.
+Parquet use pyarrow's writers. Python touches each step once, never each row.
+
+A step is a zero-copy table of up to 65,536 rows and about 8 MB (``steps``): engines hand out
+batches of any size (DuckDB one 2,048-row vector at a time, however wide the rows), and the
+encoders' working memory stays that of one step whatever the row width.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from engine.config import MAX_ROW_BYTES, row_too_wide
 from engine.errors import NotAcceptable, ResultTooLarge
 
 MEDIA_TYPES = {
@@ -77,11 +82,23 @@ def negotiate(format_param: str | None, accept: str | None) -> str:
 
 
 class _JsonRows:
-    """Encodes a batch into JSON object text per row using DuckDB (thread-safe)."""
+    """Encodes a batch into JSON object text per row using DuckDB (thread-safe).
 
-    def __init__(self) -> None:
-        self._con = duckdb.connect(config={"threads": 1})
-        self._con.execute("SET TimeZone = 'UTC'")
+    Its connection is locked down like the engine's (no file or network access, no extensions,
+    configuration locked) and has a memory limit: it only ever reads the batches it is given."""
+
+    def __init__(self, memory_bytes: int) -> None:
+        self._con = duckdb.connect(config={"threads": 1, "memory_limit": f"{max(1, memory_bytes // 1024**2)}MB"})
+        for statement in (
+            "SET TimeZone = 'UTC'",
+            "SET enable_external_access = false",
+            "SET autoinstall_known_extensions = false",
+            "SET autoload_known_extensions = false",
+            "SET allow_community_extensions = false",
+            "SET python_enable_replacements = false",
+            "SET lock_configuration = true",
+        ):
+            self._con.execute(statement)
         self._sql_cache: dict[tuple[pa.Schema, str, str], str] = {}
         self._lock = threading.Lock()
 
@@ -95,19 +112,23 @@ class _JsonRows:
                 self._sql_cache[key] = cached
         return cached
 
-    def encode(self, batch: pa.RecordBatch, prefix: str = "", suffix: str = "") -> bytes:
-        if batch.num_rows == 0:
-            return b""
-        column = self.select(batch, self._sql(batch.schema, prefix, suffix)).column(0)
-        return b"".join(_string_bytes(chunk) for chunk in column.chunks)
+    def encode(self, data: pa.RecordBatch | pa.Table, prefix: str = "", suffix: str = "") -> bytes:
+        return b"".join(_string_bytes(chunk) for chunk in self.rows(data, prefix, suffix))
 
-    def select(self, batch: pa.RecordBatch, sql: str) -> pa.Table:
-        """Run ``sql`` over ``batch``, registered as the table ``batch`` with its columns named
-        by position (``c0``, ``c1``…): a result's names may repeat or hold characters (NUL)
+    def rows(self, data: pa.RecordBatch | pa.Table, prefix: str = "", suffix: str = "") -> list[pa.Array]:
+        """One string per row: ``prefix + {json object} + suffix``."""
+        if data.num_rows == 0:
+            return []
+        return self.select(data, self._sql(data.schema, prefix, suffix)).column(0).chunks
+
+    def select(self, data: pa.RecordBatch | pa.Table, sql: str) -> pa.Table:
+        """Run ``sql`` over ``data``, registered as the table ``batch`` with its columns named
+        by position (``c0``, ``c1``...): a result's names may repeat or hold characters (NUL)
         DuckDB cannot take as a column name."""
         cursor = self._con.cursor()
         try:
-            cursor.register("batch", pa.Table.from_batches([batch]).rename_columns(_positions(batch.schema)))
+            table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
+            cursor.register("batch", table.rename_columns(_positions(data.schema)))
             return cursor.sql(sql).to_arrow_table()
         finally:
             cursor.close()
@@ -179,40 +200,145 @@ def _as_text(position: int, field: pa.Field, fmt: str) -> str | None:
     return None
 
 
-def _portable(
-    schema: pa.Schema, batches: Iterable[pa.RecordBatch], fmt: str
-) -> tuple[pa.Schema, Iterable[pa.RecordBatch]]:
+def _portable(schema: pa.Schema, steps: Iterable[pa.Table], fmt: str) -> tuple[pa.Schema, Iterable[pa.Table]]:
     """Columns that ``fmt`` cannot hold, converted to text by DuckDB; the rest untouched."""
     texts = [_as_text(i, f, fmt) for i, f in enumerate(schema)]
     if not any(texts):
-        return schema, batches
+        return schema, steps
     sql = "SELECT " + ", ".join(f"{t or f'c{i}'} AS c{i}" for i, t in enumerate(texts)) + " FROM batch"
-    empty = _json_rows.select(pa.RecordBatch.from_pylist([], schema=schema), sql)
+    empty = _json_rows().select(schema.empty_table(), sql)
     converted = pa.schema([f.with_name(name) for f, name in zip(empty.schema, schema.names, strict=True)])
 
-    def convert() -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            table = _json_rows.select(batch, sql).rename_columns(schema.names)
-            yield from table.cast(converted).to_batches()
+    def convert() -> Iterator[pa.Table]:
+        encoder = _json_rows()
+        for step in steps:
+            yield encoder.select(step, sql).rename_columns(schema.names).cast(converted)
 
     return converted, convert()
+
+
+def _string_offsets(arr: pa.Array) -> np.ndarray:
+    """Where each value of a string array starts and ends, relative to the first (len + 1)."""
+    if pa.types.is_string_view(arr.type):
+        arr = arr.cast(pa.large_string())
+    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(arr.buffers()[1], dtype=width)[arr.offset : arr.offset + len(arr) + 1]
+    return offsets - offsets[0]
 
 
 def _string_bytes(arr: pa.Array) -> bytes:
     """The concatenated values of a string array, straight from its data buffer."""
     if pa.types.is_string_view(arr.type):
         arr = arr.cast(pa.large_string())
+    if len(arr) == 0:
+        return b""
     width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
     _, offsets_buf, data = arr.buffers()
     offsets = np.frombuffer(offsets_buf, dtype=width)[arr.offset : arr.offset + len(arr) + 1]
     return data[int(offsets[0]) : int(offsets[-1])].to_pybytes()
 
 
-_json_rows = _JsonRows()
+ENCODER_MEMORY_BYTES = 1024**3  # until the engine's budget is known (``configure_encoder``)
+_encoder: _JsonRows | None = None
+_encoder_lock = threading.Lock()
+
+
+def configure_encoder(memory_bytes: int) -> None:
+    """Give the encoder's DuckDB the engine's memory limit (takes effect for a new encoder)."""
+    global ENCODER_MEMORY_BYTES, _encoder
+    with _encoder_lock:
+        if memory_bytes != ENCODER_MEMORY_BYTES:
+            ENCODER_MEMORY_BYTES, _encoder = memory_bytes, None
+
+
+def _json_rows() -> _JsonRows:
+    global _encoder
+    with _encoder_lock:
+        if _encoder is None:
+            _encoder = _JsonRows(ENCODER_MEMORY_BYTES)
+        return _encoder
 
 
 def column_types(schema: pa.Schema) -> list[dict[str, str]]:
     return [{"name": f.name, "type": str(f.type)} for f in schema]
+
+
+STEP_ROWS = 65_536
+STEP_BYTES = 8 * 1024**2  # one row wider than this is a step of its own
+TRUNCATED = "__colonnade_truncated__"  # the key of NDJSON's and CSV's final marker line
+_TAIL_BYTES = 160  # room kept under the byte cap for JSON's tail or the marker line
+
+
+def steps(
+    batches: Iterable[pa.RecordBatch], max_rows: int = STEP_ROWS, max_bytes: int = STEP_BYTES
+) -> Iterator[pa.Table]:
+    """Batches regrouped, without copying, into tables of at most ``max_rows`` rows and about
+    ``max_bytes``: big batches are sliced, small ones (DuckDB's 2,048-row vectors) gathered, so
+    one encoder call covers many rows but never holds more than one step."""
+    group: list[pa.RecordBatch] = []
+    rows = size = 0
+    for batch in batches:
+        for piece in _slices(batch, max_rows, max_bytes):
+            if group and (rows + piece.num_rows > max_rows or size + piece.nbytes > max_bytes):
+                yield pa.Table.from_batches(group)
+                group, rows, size = [], 0, 0
+            group.append(piece)
+            rows += piece.num_rows
+            size += piece.nbytes
+    if group:
+        yield pa.Table.from_batches(group)
+
+
+def _slices(batch: pa.RecordBatch, max_rows: int, max_bytes: int) -> Iterator[pa.RecordBatch]:
+    if batch.num_rows == 0:
+        return
+    rows = max(1, min(max_rows, batch.num_rows * max_bytes // max(1, batch.nbytes)))
+    for start in range(0, batch.num_rows, rows):
+        piece = batch.slice(start, rows) if rows < batch.num_rows else batch
+        if piece.num_rows == 1 and piece.nbytes > MAX_ROW_BYTES:
+            raise row_too_wide(piece.nbytes)
+        yield piece
+
+
+class _Budget:
+    """What a capped text response may still send, in rows and bytes; ``reason`` names the cap
+    that cut it (``max_result_rows`` or ``max_result_bytes``), once a row was left out."""
+
+    def __init__(self, max_rows: int | None, max_bytes: int | None, overhead: int) -> None:
+        if max_bytes is not None and max_bytes - overhead < 0:
+            raise ResultTooLarge(f"max_result_bytes ({max_bytes}) leaves no room for even the column names")
+        self.rows = max_rows
+        self.bytes = None if max_bytes is None else max_bytes - overhead
+        self.reason: str | None = None
+        self.count = 0
+
+    def take(self, texts: Iterable[pa.Array]) -> bytes:
+        """The leading row texts that fit; sets ``reason`` when one does not."""
+        out = []
+        for arr in texts:
+            if self.reason is not None:
+                break
+            n = fit = len(arr)
+            if self.rows is not None and self.rows < fit:
+                fit, self.reason = self.rows, "max_result_rows"
+            if self.bytes is not None:
+                ends = _string_offsets(arr)[1:]
+                by_bytes = int(np.searchsorted(ends, self.bytes, side="right"))
+                if by_bytes < fit:
+                    fit, self.reason = by_bytes, "max_result_bytes"
+            data = _string_bytes(arr.slice(0, fit)) if fit else b""
+            out.append(data)
+            self.count += fit
+            if self.rows is not None:
+                self.rows -= fit
+            if self.bytes is not None:
+                self.bytes -= len(data)
+            if fit < n and self.reason is None:  # cannot happen: a cut always has a reason
+                self.reason = "max_result_bytes"
+        return b"".join(out)
+
+    def marker(self) -> dict[str, object]:
+        return {"reason": self.reason, "row_count": self.count}
 
 
 def encode_json(
@@ -220,39 +346,40 @@ def encode_json(
     batches: Iterable[pa.RecordBatch],
     *,
     max_rows: int | None,
+    max_bytes: int | None = None,
     elapsed_ms: Callable[[], float],
 ) -> Iterator[bytes]:
-    yield b'{"columns":' + json.dumps(column_types(schema), separators=(",", ":")).encode() + b',"rows":['
-    count, truncated = 0, False
-    for batch in _capped(batches, max_rows):
-        if batch is None:
-            truncated = True
+    """One JSON document: rows past either cap are left out and ``truncated`` says so. The
+    column list goes out with the first rows, so a failure before them is still a clean error."""
+    head = b'{"columns":' + json.dumps(column_types(schema), separators=(",", ":")).encode() + b',"rows":['
+    budget = _Budget(max_rows, max_bytes, len(head) + _TAIL_BYTES)
+    encoder = _json_rows()
+    pending = head
+    for step in steps(batches):
+        text = budget.take(encoder.rows(step, prefix=","))
+        if pending:  # the first rows: no comma before them
+            text, pending = pending + text.removeprefix(b","), b""
+        if text:
+            yield text
+        if budget.reason is not None:
             break
-        text = _json_rows.encode(batch, prefix=",")
-        yield text[1:] if count == 0 else text
-        count += batch.num_rows
-    tail = {"row_count": count, "truncated": truncated, "elapsed_ms": round(elapsed_ms(), 3)}
-    yield b"]," + json.dumps(tail, separators=(",", ":")).encode()[1:]
+    tail = {"row_count": budget.count, "truncated": budget.reason is not None, "elapsed_ms": round(elapsed_ms(), 3)}
+    yield pending + b"]," + json.dumps(tail, separators=(",", ":")).encode()[1:]
 
 
-def encode_ndjson(schema: pa.Schema, batches: Iterable[pa.RecordBatch], *, max_rows: int | None) -> Iterator[bytes]:
-    for batch in _capped(batches, max_rows):
-        if batch is None:
-            break
-        yield _json_rows.encode(batch, suffix="\n")
-
-
-def _capped(batches: Iterable[pa.RecordBatch], max_rows: int | None) -> Iterator[pa.RecordBatch | None]:
-    """Batches up to ``max_rows`` rows in all; then ``None`` if more rows were on the way."""
-    seen = 0
-    for batch in batches:
-        if max_rows is not None and seen + batch.num_rows > max_rows:
-            if max_rows - seen > 0:
-                yield batch.slice(0, max_rows - seen)
-            yield None
+def encode_ndjson(
+    schema: pa.Schema, batches: Iterable[pa.RecordBatch], *, max_rows: int | None, max_bytes: int | None = None
+) -> Iterator[bytes]:
+    """One object per line; when a cap leaves rows out, a last line
+    ``{"__colonnade_truncated__": {"reason": ..., "row_count": N}}`` says so."""
+    budget = _Budget(max_rows, max_bytes, _TAIL_BYTES)
+    encoder = _json_rows()
+    for step in steps(batches):
+        if text := budget.take(encoder.rows(step, suffix="\n")):
+            yield text
+        if budget.reason is not None:
+            yield json.dumps({TRUNCATED: budget.marker()}, separators=(",", ":")).encode() + b"\n"
             return
-        seen += batch.num_rows
-        yield batch
 
 
 # -- binary and CSV exports ---------------------------------------------------------------
@@ -277,32 +404,50 @@ class _Drain(io.RawIOBase):
 
 
 def _writer_stream(
-    make_writer: Callable[[_Drain], object], batches: Iterable[pa.RecordBatch], max_bytes: int | None, what: str
+    make_writer: Callable[[_Drain], object],
+    steps: Iterable[pa.Table],
+    max_bytes: int | None,
+    what: str,
+    truncate: Callable[[pa.Table, int], tuple[bytes, int]] | None = None,
 ) -> Iterator[bytes]:
+    """One chunk per step; what the writer emits up front (a header, a schema) goes out with
+    the first step, so an error in it is still a clean problem response. Past ``max_bytes``:
+    ``truncate(step, room)`` gives the leading rows that fit and the stream ends with a marker
+    line, or, without it, ResultTooLarge (a 413 when nothing was sent yet, else a cut stream)."""
     sink = _Drain()
     writer = make_writer(sink)
-    sent = 0
-    for batch in batches:
-        writer.write_batch(batch)  # type: ignore[attr-defined]
-        chunk = sink.take()
+    pending = sink.take()
+    sent = rows = 0
+    for step in steps:
+        writer.write_table(step)  # type: ignore[attr-defined]
+        chunk = pending + sink.take()
+        if max_bytes is not None and sent + len(chunk) > max_bytes - (_TAIL_BYTES if truncate else 0):
+            if truncate is None or sent + len(pending) > max_bytes - _TAIL_BYTES:
+                raise ResultTooLarge(f"the {what} result exceeds max_result_bytes ({max_bytes} bytes)")
+            text, fit = truncate(step, max_bytes - _TAIL_BYTES - sent - len(pending))
+            marker = {"reason": "max_result_bytes", "row_count": rows + fit}
+            yield pending + text + f"# {TRUNCATED} {json.dumps(marker, separators=(',', ':'))}\n".encode()
+            return
+        pending = b""
         sent += len(chunk)
-        if max_bytes is not None and sent > max_bytes:
-            raise ResultTooLarge(f"the {what} export exceeds max_result_bytes ({max_bytes} bytes)")
+        rows += step.num_rows
         if chunk:
             yield chunk
     writer.close()  # type: ignore[attr-defined]
-    if tail := sink.take():
+    if tail := pending + sink.take():
+        if max_bytes is not None and sent + len(tail) > max_bytes:  # e.g. Parquet's footer
+            raise ResultTooLarge(f"the {what} result exceeds max_result_bytes ({max_bytes} bytes)")
         yield tail
 
 
 def encode_arrow(schema: pa.Schema, batches: Iterable[pa.RecordBatch], *, max_bytes: int | None) -> Iterator[bytes]:
-    return _writer_stream(lambda s: pa.ipc.new_stream(s, schema), batches, max_bytes, "Arrow")
+    return _writer_stream(lambda s: pa.ipc.new_stream(s, schema), steps(batches), max_bytes, "Arrow")
 
 
 def encode_parquet(schema: pa.Schema, batches: Iterable[pa.RecordBatch], *, max_bytes: int | None) -> Iterator[bytes]:
     import pyarrow.parquet as pq
 
-    schema, batches = _portable(schema, batches, "parquet")
+    schema, tables = _portable(schema, steps(batches), "parquet")
     # No dictionary encoding: building a dictionary per row group per column costs more than the
     # zstd pass that follows and, on an export's high-cardinality columns, makes the file larger.
     # Min/max statistics for every column except strings and binaries: those are what readers
@@ -310,7 +455,7 @@ def encode_parquet(schema: pa.Schema, batches: Iterable[pa.RecordBatch], *, max_
     stats = [f.name for f in schema if not _is_text_or_binary(f.type)]
     return _writer_stream(
         lambda s: pq.ParquetWriter(s, schema, compression="zstd", use_dictionary=False, write_statistics=stats),
-        batches,
+        tables,
         max_bytes,
         "Parquet",
     )
@@ -331,8 +476,29 @@ def _is_text_or_binary(t: pa.DataType) -> bool:
 def encode_csv(schema: pa.Schema, batches: Iterable[pa.RecordBatch], *, max_bytes: int | None) -> Iterator[bytes]:
     import pyarrow.csv as pcsv
 
-    schema, batches = _portable(schema, batches, "csv")
-    return _writer_stream(lambda s: pcsv.CSVWriter(s, schema), batches, max_bytes, "CSV")
+    schema, tables = _portable(schema, steps(batches), "csv")
+    return _writer_stream(lambda s: pcsv.CSVWriter(s, schema), tables, max_bytes, "CSV", truncate=_csv_prefix)
+
+
+def _csv_prefix(step: pa.Table, room: int) -> tuple[bytes, int]:
+    """The most leading rows of ``step`` whose CSV (no header) fits in ``room`` bytes: a binary
+    search over row counts, run once per response (when the cap is reached)."""
+    import pyarrow.csv as pcsv
+
+    def text(rows: int) -> bytes:
+        sink = pa.BufferOutputStream()
+        pcsv.write_csv(step.slice(0, rows), sink, pcsv.WriteOptions(include_header=False))
+        return sink.getvalue().to_pybytes()
+
+    lo, hi, best = 0, step.num_rows, b""
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        candidate = text(mid)
+        if len(candidate) <= room:
+            lo, best = mid, candidate
+        else:
+            hi = mid - 1
+    return best, lo
 
 
 def encode(
@@ -344,11 +510,12 @@ def encode(
     max_bytes: int | None = None,
     elapsed_ms: Callable[[], float] = lambda: 0.0,
 ) -> Iterator[bytes]:
-    """Stream ``batches`` in ``fmt``; row caps apply to JSON formats, byte caps to exports."""
+    """Stream ``batches`` in ``fmt``. ``max_rows`` caps JSON and NDJSON; ``max_bytes`` caps every
+    format: JSON, NDJSON and CSV end early and say so, Arrow and Parquet fail (ResultTooLarge)."""
     if fmt == "json":
-        return encode_json(schema, batches, max_rows=max_rows, elapsed_ms=elapsed_ms)
+        return encode_json(schema, batches, max_rows=max_rows, max_bytes=max_bytes, elapsed_ms=elapsed_ms)
     if fmt == "ndjson":
-        return encode_ndjson(schema, batches, max_rows=max_rows)
+        return encode_ndjson(schema, batches, max_rows=max_rows, max_bytes=max_bytes)
     if fmt == "csv":
         return encode_csv(schema, batches, max_bytes=max_bytes)
     if fmt == "arrow":

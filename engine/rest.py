@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
 
-from engine.errors import ColumnNotFound, InvalidRequest
+from engine.errors import ColumnNotFound, InvalidParameters, InvalidRequest
 from engine.types import sql_type
 
 RESERVED = frozenset({"select", "order", "limit", "offset", "or", "and", "format", "engine"})
@@ -195,11 +195,11 @@ def _unquote(value: str) -> str:
     return value
 
 
+MAX_ROWS_PARAM = 2**63 - 1  # DuckDB's LIMIT and OFFSET are BIGINT
+
+
 def _non_negative_int(key: str, value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise InvalidRequest(f"{key} must be a non-negative integer, got {value!r}") from None
-    if number < 0:
-        raise InvalidRequest(f"{key} must be a non-negative integer, got {value!r}")
-    return number
+    """Plain ASCII digits only: Python's int() would also take ' 5', '1_000' and '٣'."""
+    if not (value.isascii() and value.isdigit()) or len(value) > 19 or int(value) > MAX_ROWS_PARAM:
+        raise InvalidParameters(f"{key} must be an integer from 0 to {MAX_ROWS_PARAM}, got {value!r}")
+    return int(value)

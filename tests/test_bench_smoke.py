@@ -41,6 +41,10 @@ def results(tmp_path_factory: pytest.TempPathFactory, tpch_dir: Path) -> tuple[d
             "20",
             "--ingest-runs",
             "1",
+            "--kill-trials",
+            "1",
+            "--wide-mb",
+            "20",
             "--strict",
         ]
     )
@@ -70,6 +74,15 @@ def test_every_section_produced_numbers(results: tuple[dict, Path]) -> None:
     i = r["ingest"]
     assert i["results"]["colonnade ingest"]["s"] > 0 and i["peak_rss_mb"] > 0
     assert set(i["ratios"]) == {"csv", "ndjson_fail", "ndjson_quarantine"} and min(i["ratios"].values()) > 0
+    gov = r["governance"]
+    assert set(gov["tpch"]["per_query_s"]) == {str(n) for n in range(1, 23)}
+    assert gov["tpch"]["ratio_isolated_vs_inprocess"] > 0
+    assert gov["kill"]["kill_latency_ms"]["max"] > 0
+    assert all(
+        v["status"] == 200
+        for row in ("duckdb-10KB-rows", "polars-10MB-rows")
+        for v in gov["wide_exports"][row].values()
+    )
     if harness.roapi_available():
         assert "roapi_ondemand" in tpch["totals_s"] and e["roapi_memory"]["arrow"]["bytes"] > 0
     if "wrk" not in r["meta"]["skipped"]:
@@ -96,6 +109,7 @@ def test_report_writes_tables_and_readme_section(results: tuple[dict, Path], tmp
     )
     text = bench_md.read_text()
     assert "## Headline" in text and "in-process" in text and "## 5. Exports" in text and "## 7. Ingestion" in text
+    assert "## 8. Governance" in text and "isolated workers" in text
     assert "ingest lineitem CSV" in text and "| ndjson: colonnade ingest (quarantine) |" in text
     updated = readme.read_text()
     assert "| comparison" in updated and "old" not in updated and "## After\n\nkept" in updated

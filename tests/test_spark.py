@@ -45,6 +45,21 @@ def test_timeout_interrupts_the_spark_job(spark_db: engine.Database) -> None:
     assert time.monotonic() - started < 10, "the interrupted job should not hold the cluster"
 
 
+def test_a_cancel_before_the_job_starts_still_stops_it(spark_db: engine.Database) -> None:
+    """interruptTag reaches only operations already running: a cancel sent earlier (here, before
+    the query is even sent) must not be lost, or the job runs to its end."""
+    from engine.backends.base import QueryControl
+    from engine.errors import QueryCancelled
+
+    control = QueryControl()
+    control.cancel()
+    started = time.monotonic()
+    with pytest.raises(QueryCancelled):
+        spark_db.execute(HEAVY, engine="spark", control=control).arrow()
+    assert time.monotonic() - started < 15
+    assert spark_db.sql("SELECT 2 AS two", engine="spark").fetchall() == [(2,)]
+
+
 def test_auto_routes_big_scans_to_spark(tpch_dir: Path, spark_remote: str) -> None:
     settings = load_settings(
         environ={"COLONNADE_SPARK_REMOTE": spark_remote, "COLONNADE_SPARK_AUTO_MIN_BYTES": "100000"}

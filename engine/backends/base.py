@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from engine.config import check_timeout
 from engine.errors import ColonnadeError, QueryCancelled, QueryTimeout
 
 if TYPE_CHECKING:
@@ -27,6 +29,8 @@ class QueryControl:
     """
 
     def __init__(self, timeout_s: float | None = None) -> None:
+        if timeout_s is not None and timeout_s != 0:  # None (and 0, the old spelling): no timeout
+            timeout_s = check_timeout(timeout_s)
         self.timeout_s = timeout_s
         self.reason: str | None = None
         self._interrupt: Callable[[], None] | None = None
@@ -117,6 +121,20 @@ class Execution:
         self.control.cancel(reason)
 
 
+class _Once:
+    """A close that runs once, whoever calls it first (the stream's end, or its garbage collection)."""
+
+    def __init__(self, close: Callable[[], None]) -> None:
+        self._close: Callable[[], None] | None = close
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            close, self._close = self._close, None
+        if close is not None:
+            close()
+
+
 # Exceptions that are not the engine's to translate: they pass through as they are.
 _NOT_ENGINE_ERRORS = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
@@ -129,6 +147,10 @@ class Started:
     schema: pa.Schema
     batches: Iterator[pa.RecordBatch]
     close: Callable[[], None] = lambda: None
+    # An engine whose handles outlive their stream (a worker process) translates its own errors
+    # and must be closed even when the result is dropped unread.
+    translate: Callable[[BaseException], ColonnadeError] | None = None
+    close_on_drop: bool = False
 
 
 def _redacted(batches: Iterator[pa.RecordBatch], prepared: PreparedQuery) -> Iterator[pa.RecordBatch]:
@@ -173,8 +195,18 @@ class Backend(ABC):
             control.finish()
             control.check()
             raise translate(exc) from exc
+        if started.translate is not None:
+            own = started.translate
+
+            def translate(exc: BaseException) -> ColonnadeError:
+                return prepared.redact_error(exc if isinstance(exc, ColonnadeError) else own(exc))
+
         batches = _redacted(started.batches, prepared) if prepared.query.explain else started.batches
-        return Execution(started.schema, batches, control, translate, started.close)
+        close = _Once(started.close)
+        execution = Execution(started.schema, batches, control, translate, close)
+        if started.close_on_drop:
+            weakref.finalize(execution, close)
+        return execution
 
     @abstractmethod
     def start(self, prepared: PreparedQuery, control: QueryControl, batch_rows: int) -> Started:

@@ -31,6 +31,7 @@ from engine.errors import (
 from engine.prepared import PreparedQuery
 
 KEEP_VIEW_VERSIONS = 8
+VECTOR_ROWS = 2048  # DuckDB's STANDARD_VECTOR_SIZE
 
 
 def quote_ident(name: str) -> str:
@@ -118,7 +119,9 @@ class DuckDBBackend(Backend):
             relation = cursor.sql(prepared.sql, params=prepared.params or None)
             if relation is None:  # not a query (cannot happen after validation)
                 raise QueryError("the statement returned no result")
-            reader = relation.to_arrow_reader(batch_rows)
+            # One DuckDB vector per batch: a batch of 64K wide rows would hold 64K x the row
+            # width in memory at once; consumers regroup vectors without copying.
+            reader = relation.to_arrow_reader(min(batch_rows, VECTOR_ROWS))
         except BaseException:
             cursor.close()
             raise
