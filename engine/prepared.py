@@ -45,6 +45,15 @@ class PreparedQuery:
         engines that rewrite it further (Polars, Spark). Built on first use."""
         return self.query.engine_ast(self.relations, self.catalog)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """For a worker process (Polars): the AST as engines run it, built here, and not the
+        catalog (a closure over this process's Database) nor the redactor."""
+        state = dict(self.__dict__)
+        state["ast"] = self.ast
+        state["catalog"] = tuple
+        state.pop("_redactor", None)
+        return state
+
     @property
     def relations(self) -> dict[str, str]:
         """Catalog table -> the generated relation name engines register it under."""

@@ -50,6 +50,16 @@ class ValidatedQuery:
     def explain(self) -> str:
         return self.prefix if self.prefix.startswith("EXPLAIN") else ""
 
+    def __getstate__(self) -> dict[str, Any]:
+        """For a worker process: everything but the lock and the memo of rendered texts."""
+        state = dict(self.__dict__)
+        del state["_lock"]
+        state["_texts"] = {}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
     def render(self, relations: Mapping[str, str], catalog: Callable[[], Iterable[CatalogTable]] = tuple) -> str:
         """The DuckDB text an engine runs, prefix included, confirmed by DuckDB's parser:
         catalog tables read ``relations`` (engine relation names), catalog views hold
