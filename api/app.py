@@ -123,8 +123,3 @@ def create_guarded_app(settings: Settings | None = None) -> RequestGuard:
         allowed_hosts=settings.server.allowed_hosts,
         loopback_only=not settings.auth_enabled(),
     )
-
-
-def create_app_from_env() -> RequestGuard:
-    """uvicorn's factory for worker processes: settings come from the file and environment."""
-    return create_guarded_app(load_settings())

@@ -44,12 +44,12 @@ def create_worker_app() -> Any:
     then the app from file + env."""
     enable_tcp_nodelay()
     from api import protocol
-    from api.app import create_app
+    from api.app import create_guarded_app
     from engine.config import load_settings
 
     settings = load_settings()
     protocol.configure(settings.server.header_timeout_s, settings.server.body_timeout_s)
-    return create_app(settings)
+    return create_guarded_app(settings)
 
 
 def worker_environment(settings: Settings) -> dict[str, str]:

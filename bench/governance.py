@@ -69,11 +69,10 @@ def tpch(db: Database, runs: int) -> dict:
     backend = db.backend("polars")
     per_query: dict[str, dict[str, float]] = {}
     for n in range(1, 23):
-        query = db.validate(tpch_query(n))
-        tables = db.catalog.snapshot(query.tables)
+        prepared = db.prepare(tpch_query(n), engine="polars")
         sides = {
-            "inprocess": lambda q=query, t=tables: _drain(collected_in_process(polars_sql(q, []), t)),
-            "isolated": lambda q=query, t=tables: _drain(backend.execute(q, [], t, QueryControl())),
+            "inprocess": lambda p=prepared: _drain(collected_in_process(polars_sql(p), p.by_relation)),
+            "isolated": lambda p=prepared: _drain(backend.execute(p, QueryControl())),
         }
         rows = {name: fn() for name, fn in sides.items()}  # warm-up: file metadata, a warm worker
         if len(set(rows.values())) != 1:

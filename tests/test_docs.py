@@ -33,7 +33,7 @@ CONFIG = section("Configuration")
 )
 def test_every_config_key_is_documented(name: str, key: str) -> None:
     header = "[[tables]]" if name == "tables" else f"[{name}]"
-    block = CONFIG.split(header, 1)
+    block = re.split(rf"^{re.escape(header)}[ \t]*(?:#.*)?$", CONFIG, maxsplit=1, flags=re.M)
     assert len(block) == 2, f"{header} is missing from the README's configuration"
     body = block[1].split("\n[", 1)[0]
     assert re.search(rf"^#?\s*{key}\s*=", body, re.M), f"{header} {key} is missing from the README"
