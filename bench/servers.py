@@ -49,38 +49,76 @@ def _wait(url: str, path: str, proc: subprocess.Popen, timeout: float) -> None:
     raise RuntimeError(f"{url}{path} did not become ready in {timeout} s")
 
 
-@contextlib.contextmanager
-def server(
-    cmd: list[str],
-    port: int,
-    *,
-    env: dict[str, str] | None = None,
-    ready: str = "/ready",
-    timeout: float = 120,
-    workers: int = 1,
-    log_file: Path | None = None,
-) -> Iterator[Server]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("COLONNADE_")} | (env or {})
-    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(cmd, stdout=out, stderr=out, env=environ, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait(url, ready, proc, timeout)
-        if workers > 1:  # every worker answers before the clock starts
+class Launch:
+    """A server process to start: ``with launch as srv`` starts it, waits until it (and each of
+    its workers) answers ``ready``, and stops its process group at the end. ``together`` starts
+    several at once, so their start-ups overlap."""
+
+    def __init__(
+        self,
+        cmd: list[str],
+        port: int,
+        *,
+        env: dict[str, str] | None = None,
+        ready: str = "/ready",
+        timeout: float = 120,
+        workers: int = 1,
+        log_file: Path | None = None,
+    ) -> None:
+        self.cmd, self.ready, self.timeout, self.workers, self.log_file = cmd, ready, timeout, workers, log_file
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("COLONNADE_")} | (env or {})
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=out, env=self.env, start_new_session=True)
+        finally:
+            if self.log_file:
+                out.close()  # type: ignore[union-attr]
+
+    def wait(self) -> Server:
+        assert self.proc is not None
+        _wait(self.url, self.ready, self.proc, self.timeout)
+        if self.workers > 1:  # every worker answers before the clock starts
             seen: set[int] = set()
-            deadline = time.monotonic() + timeout
-            while len(procstat.tree(proc.pid)) < workers + 1 and time.monotonic() < deadline:
+            deadline = time.monotonic() + self.timeout
+            while len(procstat.tree(self.proc.pid)) < self.workers + 1 and time.monotonic() < deadline:
                 time.sleep(0.2)
-            for _ in range(50 * workers):
+            for _ in range(50 * self.workers):
                 with contextlib.suppress(Exception):
-                    seen.add(httpx.get(url + ready, timeout=5).json().get("worker", 0))
-                if len(seen) >= workers:
+                    seen.add(httpx.get(self.url + self.ready, timeout=5).json().get("worker", 0))
+                if len(seen) >= self.workers:
                     break
-        yield Server(url, proc)
+        return Server(self.url, self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process_group(self.proc)
+
+    def __enter__(self) -> Server:
+        self.start()
+        try:
+            return self.wait()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def together(*launches: Launch) -> Iterator[list[Server]]:
+    """Start every server, then wait for each: the start-ups overlap."""
+    try:
+        for launch in launches:
+            launch.start()
+        yield [launch.wait() for launch in launches]
     finally:
-        stop_process_group(proc)
-        if log_file:
-            out.close()  # type: ignore[union-attr]
+        for launch in launches:
+            launch.stop()
 
 
 def colonnade(
@@ -102,7 +140,7 @@ def colonnade(
         environ["COLONNADE_CACHE_MAX_BYTES"] = "0"
     environ |= env or {}
     cmd = [COLONNADE, "serve", "--data", str(data), "--port", str(port), "--workers", str(workers)]
-    return server(cmd, port, env=environ, workers=workers, log_file=log_file)
+    return Launch(cmd, port, env=environ, workers=workers, log_file=log_file)
 
 
 def hello(workers: int = 2):
@@ -114,20 +152,20 @@ def hello(workers: int = 2):
     cmd += ["--log-level", UVICORN_OPTIONS["log_level"]]
     if not UVICORN_OPTIONS.get("access_log", True):
         cmd.append("--no-access-log")
-    return server(cmd, port, workers=workers, env=_PYTHONPATH)
+    return Launch(cmd, port, workers=workers, env=_PYTHONPATH)
 
 
 def naive(data: Path):
     port = free_port()
     cmd = [sys.executable, "-m", "uvicorn", "bench.naive_service:app", "--port", str(port), "--log-level", "warning"]
-    return server(cmd, port, env={"NAIVE_DATA": str(data)} | _PYTHONPATH, timeout=300)
+    return Launch(cmd, port, env={"NAIVE_DATA": str(data)} | _PYTHONPATH, timeout=300)
 
 
 def arrow_ceiling(stream: Path):
     """bench/arrow_ceiling.py serving the Arrow IPC stream file ``stream`` from memory."""
     port = free_port()
     cmd = [sys.executable, "-m", "bench.arrow_ceiling", str(stream), str(port)]
-    return server(cmd, port, env=_PYTHONPATH, timeout=60)
+    return Launch(cmd, port, env=_PYTHONPATH, timeout=60)
 
 
 def roapi_available() -> bool:
@@ -174,4 +212,4 @@ def roapi(tables: dict[str, Path], root: Path, *, memory: bool):
         )
     config = root / f"roapi-{'memory' if memory else 'ondemand'}.yaml"
     config.write_text("".join(lines))
-    return server([str(ROAPI_BIN), "-c", str(config)], port, ready="/api/schema", timeout=300)
+    return Launch([str(ROAPI_BIN), "-c", str(config)], port, ready="/api/schema", timeout=300)

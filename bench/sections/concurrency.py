@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import interleave, markdown, procstat
+from bench import interleave, markdown, procstat, servers
 from bench.clients import HealthProbe, HttpClients, InProcess, colonnade_arrow, load
 from bench.common import tpch_query
 from bench.sections import Context, Target
@@ -27,25 +27,26 @@ def run(ctx: Context) -> dict:
     try:
         for sql in loads["mix"]:
             inproc.run(sql)
-        for workers in WORKERS:
-            log_file = ctx.out / f"colonnade-{workers}w.log"
-            with ctx.colonnade(workers=workers, log_file=log_file) as srv, HealthProbe(srv.url) as probe:
-                with HttpClients(srv.url) as pool:  # every worker plans the mix once
-                    for sql in loads["mix"] * workers * 2:
-                        colonnade_arrow(pool.get(), interleave.with_nonce(sql, interleave.nonce()))
-                for name, sqls in loads.items():
-                    key = f"{workers}w_{name}"
-                    contenders = {
-                        "inprocess": _inprocess(inproc, sqls, clients, seconds),
-                        "colonnade": _http(srv, sqls, clients, seconds),
-                    }
-                    cmp = ctx.interleave(contenders)
-                    for p in cmp["phases"]:
-                        p["health"] = probe.window(p["started"], p["ended"])
-                    out["comparisons"][key] = cmp
-                    out["ratios"][key] = interleave.ratio(cmp, "colonnade", "inprocess")
-                    out["health"][key] = _health(cmp, "colonnade")
-                    out["health"][key + "_idle_server"] = _health(cmp, "inprocess")
+        launches = [ctx.colonnade(workers=w, log_file=ctx.out / f"colonnade-{w}w.log") for w in WORKERS]
+        with servers.together(*launches) as started:  # the idle one costs both sides of a pair alike
+            for workers, srv in zip(WORKERS, started, strict=True):
+                with HealthProbe(srv.url) as probe:
+                    with HttpClients(srv.url) as pool:  # every worker plans the mix once
+                        for sql in loads["mix"] * workers * 2:
+                            colonnade_arrow(pool.get(), interleave.with_nonce(sql, interleave.nonce()))
+                    for name, sqls in loads.items():
+                        key = f"{workers}w_{name}"
+                        contenders = {
+                            "inprocess": _inprocess(inproc, sqls, clients, seconds),
+                            "colonnade": _http(srv, sqls, clients, seconds),
+                        }
+                        cmp = ctx.interleave(contenders)
+                        for p in cmp["phases"]:
+                            p["health"] = probe.window(p["started"], p["ended"])
+                        out["comparisons"][key] = cmp
+                        out["ratios"][key] = interleave.ratio(cmp, "colonnade", "inprocess")
+                        out["health"][key] = _health(cmp, "colonnade")
+                        out["health"][key + "_idle_server"] = _health(cmp, "inprocess")
     finally:
         inproc.close()
     return out

@@ -5,7 +5,6 @@ bench/arrow_ceiling.py); and the server's RSS growth while it streams the 6M-row
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
@@ -43,13 +42,13 @@ def run(ctx: Context) -> dict:
     # order-preserving LIMIT (bench/NOTES.md §2), not the export path.
     sql = f"SELECT * FROM orders WHERE o_orderkey <= {rows * 4}"
     out: dict = {"rows": rows, "sql": sql, "seconds": seconds, "comparisons": {}, "ratios": {}, "failures": {}}
-    with contextlib.ExitStack() as stack:
-        col = stack.enter_context(ctx.colonnade(log_file=ctx.out / "colonnade-exports.log"))
-        peers: dict[str, servers.Server] = {}
-        if ctx.roapi:
-            tables = servers.roapi_tables(ctx.data, ctx.out / "roapi-tables")
-            for mode, memory in ROAPI_MODES.items():
-                peers[mode] = stack.enter_context(servers.roapi(tables, ctx.out, memory=memory))
+    launches = {"colonnade": ctx.colonnade(log_file=ctx.out / "colonnade-exports.log")}
+    if ctx.roapi:
+        tables = servers.roapi_tables(ctx.data, ctx.out / "roapi-tables")
+        launches |= {mode: servers.roapi(tables, ctx.out, memory=memory) for mode, memory in ROAPI_MODES.items()}
+    with servers.together(*launches.values()) as started:
+        col, *rest = started
+        peers = dict(zip(list(launches)[1:], rest, strict=True))
         for fmt in FORMATS:
             log(f"  {fmt} ...")
             contenders = {"colonnade": _downloads(col, _colonnade(col, sql, fmt), seconds)}

@@ -20,7 +20,7 @@ def run(ctx: Context) -> dict:
     clients, seconds = ctx.args.clients, ctx.seconds
     mix = [tpch_query(n) for n in MIX]
     out: dict = {"clients": clients, "mix": list(MIX), "format": "json"}
-    with servers.naive(ctx.data) as naive, ctx.colonnade() as col:
+    with servers.together(servers.naive(ctx.data), ctx.colonnade()) as (naive, col):
         with HttpClients(naive.url) as pool:
             for n in MIX:
                 pool.get().get(f"/q/{n}").raise_for_status()

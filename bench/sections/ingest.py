@@ -13,8 +13,14 @@ ORDER = 70
 TITLE = "Ingestion"
 
 
+def add_arguments(p) -> None:
+    p.add_argument("--ingest-inputs", nargs="+", default=["csv", "ndjson"], choices=["csv", "ndjson"])
+
+
 def run(ctx: Context) -> dict:
-    return ingest_bench.run(ctx.args.scale, ctx.pairs, ctx.slow_pairs, log=log)
+    return ingest_bench.run(
+        ctx.args.scale, ctx.pairs, ctx.slow_pairs, ndjson="ndjson" in ctx.args.ingest_inputs, log=log
+    )
 
 
 def targets(r: dict, meta: dict) -> list[Target]:

@@ -24,7 +24,7 @@ def run(ctx: Context) -> dict:
     if not ctx.wrk:
         return {"skipped": "wrk is not installed"}
     out: dict = {"connections": CONNECTIONS, "workers": 2, "query": POINT_QUERY}
-    with ctx.colonnade(workers=2, cache=True) as col, servers.hello(2) as hw:
+    with servers.together(ctx.colonnade(workers=2, cache=True), servers.hello(2)) as (col, hw):
         urls = {"hello": hw.url + "/", "colonnade": col.url + "/api/sql?q=" + quote(POINT_QUERY)}
         for url in urls.values():
             wrk(url, 1, CONNECTIONS)  # warm every worker (and its result cache)
