@@ -44,11 +44,25 @@ def _meeting(t: Target) -> str:
     return f"{counts[0]}/{counts[1]}"
 
 
+NOISY_CORES = 0.25  # others' median cores above which a figure is marked: the neighbours took a real share
+
+
+def _noisy(t: Target) -> bool:
+    return bool(t.machine) and (t.machine.get("others_median") or 0) >= NOISY_CORES
+
+
 def headline(r: dict) -> str:
     rows = targets(r)
     held = [t for t in rows if t.met is not None]
+    noisy = sum(1 for t in rows if _noisy(t))
     lines = [
-        f"**{sum(1 for t in held if t.met)} of {len(held)} targets met** (judged on the median of the pairs).",
+        f"**{sum(1 for t in held if t.met)} of {len(held)} targets met** (judged on the median of the pairs)."
+        + (
+            f" † {noisy} figure(s) were measured while processes outside the benchmark kept ≥ {NOISY_CORES} of the "
+            f"{r['meta']['cores']} cores busy (median over the phases): re-run them before concluding."
+            if noisy
+            else ""
+        ),
         "",
         "| comparison | median (min–max of pairs) | pairs meeting it | target | load before → during · others' cores | |",
         "|---|---|---|---|---|---|",
@@ -57,7 +71,7 @@ def headline(r: dict) -> str:
         digits = 2 if t.unit == "×" else (1 if t.unit == " ms" else 0)
         lines.append(
             f"| {t.name} | {markdown.fig(t.figure, t.unit, digits)} | {_meeting(t)} | {t.target} | "
-            f"{markdown.machine(t.machine)} | {_verdict(t)} |"
+            f"{markdown.machine(t.machine)} | {_verdict(t)}{' †' if _noisy(t) else ''} |"
         )
     return "\n".join(lines)
 

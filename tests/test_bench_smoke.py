@@ -84,7 +84,8 @@ def test_report_shows_median_range_load_and_verdict(results: tuple[dict, Path], 
     assert "## Method" in text and "## Headline" in text and "targets met" in text
     assert "| comparison | median (min–max of pairs) | pairs meeting it | target | load" in text
     assert (
-        "Colonnade time ÷ in-process DuckDB | " in text and "/health p99 under the 2-client q1 load (2 workers)" in text
+        "Colonnade time ÷ in-process DuckDB | " in text
+        and "/health p99 under the 2-client q1 load (2 workers; control" in text
     )
     assert "Arrow export ÷ raw pyarrow IPC" in text and "## 6. Ingestion" in text and "<details>" in text
     assert (tmp_path / "plots" / "concurrency.png").exists()

@@ -111,7 +111,8 @@ def targets(r: dict, meta: dict) -> list[Target]:
         http = [p for p in cmp["phases"] if p["contender"] == "colonnade"]
         out.append(
             Target(
-                f"/health p99 under the {n}-client {key.split('_')[1]} load ({_workers(key)})",
+                f"/health p99 under the {n}-client {key.split('_')[1]} load ({_workers(key)}; control, the same "
+                f"probe while in-process ran: {markdown.num(r['health'][key + '_idle_server']['median'], 1)} ms)",
                 NAME,
                 r["health"][key],
                 " ms",
