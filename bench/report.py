@@ -151,7 +151,8 @@ def readme_section(r: dict, readme: Path) -> None:
         "[BENCHMARKS.md](BENCHMARKS.md) and the plots in `bench/plots/`; `bench/NOTES.md` records each optimisation "
         f"attempt. Every ratio is the median of {m['pairs']} interleaved pairs (A B, B A, …) with the min–max of the "
         f"pairs beside it. Latest run: {m['date']}, TPC-H SF{m['scale']:g}, {m['cores']} cores, load average before "
-        f"{_load(m.get('load_before'))}.\n\n{headline(r)}\n"
+        f"{_load(m.get('load_before'))}; processes outside the benchmark kept {m.get('run_others_cores', '?')} of the "
+        f"{m['cores']} cores busy over the run ({m.get('total_seconds', '?')} s).\n\n{headline(r)}\n"
     )
     readme.write_text(text[:start] + body + (text[end:] if end != -1 else ""))
 
