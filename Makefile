@@ -42,7 +42,7 @@ lint: install-test
 	$(BIN)/pip install --quiet ruff && $(BIN)/ruff check engine api tests
 
 # The benchmark, set-up included: TPC-H SF1, ROAPI in a side venv, wrk, then every comparison as
-# interleaved A/B pairs (~15 min on 2 cores; bench/README.md) -> BENCHMARKS.md, bench/plots/*.png,
+# interleaved A/B pairs (15-20 min on a quiet 2-core machine; bench/README.md) -> BENCHMARKS.md, bench/plots/*.png,
 # README "## Benchmarks". BENCH_ARGS="--only concurrency --pairs 3" for a part of it.
 BENCH_SCALE ?= 1
 BENCH_ARGS ?=
