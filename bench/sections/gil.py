@@ -28,6 +28,11 @@ def run(ctx: Context) -> dict:
             for sql in mix:
                 colonnade_json(pool.get(), interleave.with_nonce(sql, interleave.nonce()))
 
+        def _measured(srv: servers.Server, call) -> dict:
+            with procstat.ProcessSampler(srv.pid) as cpu:
+                r = load(call, clients, seconds)
+            return r | {"value": r["qps"], "cpu": cpu.summary()}
+
         def naive_phase(tag: str) -> dict:  # fixed endpoints: no SQL text to vary
             with HttpClients(naive.url) as pool:
                 return _measured(naive, lambda c, i: pool.get().get(f"/q/{MIX[(c + i) % len(MIX)]}").raise_for_status())
@@ -36,11 +41,6 @@ def run(ctx: Context) -> dict:
             texts = [interleave.with_nonce(s, tag) for s in mix]
             with HttpClients(col.url) as pool:
                 return _measured(col, lambda c, i: colonnade_json(pool.get(), texts[(c + i) % len(texts)]))
-
-        def _measured(srv: servers.Server, call) -> dict:
-            with procstat.ProcessSampler(srv.pid) as cpu:
-                r = load(call, clients, seconds)
-            return r | {"value": r["qps"], "cpu": cpu.summary()}
 
         cmp = ctx.interleave({"naive": naive_phase, "colonnade": colonnade_phase})
     out["comparison"] = cmp
