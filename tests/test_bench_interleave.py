@@ -15,7 +15,7 @@ import pytest
 
 import engine
 from bench import interleave, markdown, procstat
-from bench.clients import InProcess
+from bench.clients import InProcess, window_work
 from bench.common import tpch_query
 
 
@@ -112,3 +112,12 @@ def test_machine_summary_and_markdown() -> None:
     table = markdown.rounds_table(cmp, lambda p: f"{p['value']:.1f}")
     assert table[2].startswith("| 1 | a b | 1.0 | 2.0 |") and table[3].startswith("| 2 | b a | 2.0 | 2.0 |")
     assert os.getpid() in procstat.tree(os.getpid())
+
+
+def test_throughput_counts_the_share_of_each_query_inside_the_window() -> None:
+    # Two clients, window [0, 10]: one ran 0-4, 4-8, 8-12 (the last half inside); the other a
+    # single 0-15 query (2/3 inside). A count of completions would say 2 or 4, not 3.17.
+    spans = [(0.0, 4.0), (4.0, 8.0), (8.0, 12.0), (0.0, 15.0)]
+    assert window_work(spans, 0.0, 10.0) == pytest.approx(2 + 0.5 + 10 / 15)
+    assert window_work([(11.0, 12.0)], 0.0, 10.0) == 0.0
+    assert window_work([(-1.0, 1.0)], 0.0, 10.0) == pytest.approx(0.5)
