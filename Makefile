@@ -43,8 +43,9 @@ chromium:
 lint: install-test
 	$(BIN)/pip install --quiet ruff && $(BIN)/ruff check engine api tests
 
-# Issue 6's benchmark, set-up included: TPC-H SF1, ROAPI in a side venv, wrk, then every
-# comparison (~15 min on 2 cores) -> BENCHMARKS.md, bench/plots/*.png, README "## Benchmarks".
+# The benchmark, set-up included: TPC-H SF1, ROAPI in a side venv, wrk, then every comparison as
+# interleaved A/B pairs (15-20 min on a quiet 2-core machine; bench/README.md) -> BENCHMARKS.md, bench/plots/*.png,
+# README "## Benchmarks". BENCH_ARGS="--only concurrency --pairs 3" for a part of it.
 BENCH_SCALE ?= 1
 BENCH_ARGS ?=
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python

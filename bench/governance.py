@@ -97,13 +97,12 @@ def transfer(db: Database, runs: int) -> dict:
     from engine.backends.base import QueryControl
     from engine.backends.polars import polars_sql, run_polars
 
-    query = db.validate("SELECT * FROM lineitem")
-    tables = db.catalog.snapshot(query.tables)
+    prepared = db.prepare("SELECT * FROM lineitem", engine="polars")
     backend = db.backend("polars")
     out: dict = {}
     for name, fn in (
-        ("inprocess", lambda: run_polars(polars_sql(query, []), tables)[1]),
-        ("isolated", lambda: backend.execute(query, [], tables, QueryControl())),
+        ("inprocess", lambda: run_polars(polars_sql(prepared), prepared.by_relation)[1]),
+        ("isolated", lambda: backend.execute(prepared, QueryControl())),
     ):
         times, nbytes = [], 0
         for _ in range(runs + 1):
@@ -121,15 +120,14 @@ def kill(db: Database, trials: int) -> dict:
     from engine.errors import QueryCancelled
 
     backend = db.backend("polars")
-    query = db.validate(RUNAWAY)
-    tables = db.catalog.snapshot(query.tables)
+    prepared = db.prepare(RUNAWAY, engine="polars")
     latencies, before, peaks, after = [], [], [], []
     me = os.getpid()
     for _ in range(trials):
         _settle(me)
         before.append(procstat.rss(procstat.tree(me)))
         control = QueryControl()
-        execution = backend.execute(query, [], tables, control)
+        execution = backend.execute(prepared, control)
         failure: list[BaseException] = []
 
         def run(execution=execution, failure=failure) -> None:
@@ -166,7 +164,7 @@ def kill(db: Database, trials: int) -> dict:
 
 
 def wide_exports(data: Path, total_mb: int) -> dict:
-    from bench.harness import colonnade
+    from bench.servers import colonnade
 
     queries = {
         "duckdb-10KB-rows": ("duckdb", f"SELECT repeat('x', 10000) AS s FROM range({total_mb * 100})"),
@@ -180,12 +178,12 @@ def wide_exports(data: Path, total_mb: int) -> dict:
             out[label] = {}
             for fmt in FORMATS:
                 time.sleep(0.5)
-                base = procstat.rss([srv.pid])
+                base = procstat.rss([srv.proc.pid])
                 peak, done = [base], threading.Event()
 
                 def sample(peak=peak, done=done) -> None:  # the server process alone, not its workers
                     while not done.is_set():
-                        peak[0] = max(peak[0], procstat.rss([srv.pid]))
+                        peak[0] = max(peak[0], procstat.rss([srv.proc.pid]))
                         done.wait(0.01)
 
                 sampler = threading.Thread(target=sample)

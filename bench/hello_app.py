@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 from litestar import Litestar, get
 
 from api.server import enable_tcp_nodelay
@@ -16,8 +18,8 @@ async def hello() -> dict[str, str]:
 
 
 @get("/ready")
-async def ready() -> dict[str, str]:
-    return {"status": "ready"}
+async def ready() -> dict[str, object]:
+    return {"status": "ready", "worker": os.getpid()}  # as Colonnade's: the harness waits for every worker
 
 
 app = Litestar([hello, ready])

@@ -1,12 +1,13 @@
 """Ingest benchmark: TPC-H lineitem CSV → a Delta table with ``colonnade ingest``, against DuckDB's
 own ``COPY … TO parquet`` and Polars' ``scan_csv().sink_parquet()``, each in a fresh child process
-(seconds and the child's peak RSS), all in the same run. Also times the three CSV readers
-(pyarrow, DuckDB, Polars) reading the file into Arrow batches.
+(seconds and the child's peak RSS), the contenders run in interleaved rounds (bench/interleave.py:
+the order alternates, the ratio to the faster anchor is taken per round). Also times the three
+CSV readers (pyarrow, DuckDB, Polars) reading the file into Arrow batches, once each.
 
 ``--ndjson`` adds the same rows as NDJSON: ``colonnade ingest`` failing on bad lines (one pass)
 and quarantining them (a second pass finds bad lines), against DuckDB and Polars writing Parquet.
 
-    python -m bench.ingest [--scale 1] [--repeat 1] [--ndjson]
+    python -m bench.ingest [--scale 1] [--pairs 3] [--ndjson]
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from bench import interleave
 from bench.common import COLONNADE, DATA_ROOT
+from bench.interleave import Phase
 
 OUT = DATA_ROOT / "ingest"
 
@@ -79,72 +83,95 @@ def fresh(path: Path) -> Path:
     return path
 
 
-def run(scale: float, repeat: int) -> dict[str, tuple[float, float]]:
-    csv = lineitem_csv(scale)
-    results: dict[str, tuple[float, float]] = {}
-    for _ in range(repeat):  # best of N, each contender interleaved so machine noise hits all
-        for name, code in WRITERS.items():
-            target = fresh(OUT / "anchor")
-            results[name] = min(
-                results.get(name, (1e9, 0)), measure([sys.executable, "-c", code, str(csv), str(target)])
-            )
-        data = fresh(OUT / "delta")
-        cmd = [COLONNADE, "ingest", str(csv), "--table", "lineitem", "--data", str(data)]
-        results["colonnade ingest"] = min(results.get("colonnade ingest", (1e9, 0)), measure(cmd))
+def _phase(cmd: Callable[[], list[str]]) -> Phase:
+    """One run of a command (built afresh, so each run writes into a new directory)."""
+
+    def phase(tag: str) -> dict:
+        seconds, rss = measure(cmd())
+        return {"value": round(seconds, 3), "rss_mb": round(rss)}
+
+    return phase
+
+
+def csv_contenders(csv: Path) -> dict[str, Phase]:
+    """``colonnade ingest`` of the CSV into a new Delta table, and the two anchors to Parquet."""
+    out = {
+        "colonnade ingest": _phase(
+            lambda: [COLONNADE, "ingest", str(csv), "--table", "lineitem", "--data", str(fresh(OUT / "delta"))]
+        )
+    }
+    for name, code in WRITERS.items():
+        out[name] = _phase(lambda code=code: [sys.executable, "-c", code, str(csv), str(fresh(OUT / "anchor"))])
+    return out
+
+
+def ndjson_contenders(ndjson: Path) -> dict[str, Phase]:
+    """``colonnade ingest`` of the NDJSON failing on bad lines and quarantining them; the anchors."""
+    out = {}
+    for label, extra in (("fail", []), ("quarantine", ["--on-error", f"quarantine={OUT / 'rejects.csv'}"])):
+        out[f"colonnade ingest ({label})"] = _phase(
+            lambda extra=extra: [
+                *(COLONNADE, "ingest", str(ndjson), "--table", "lineitem", "--data", str(fresh(OUT / "delta"))),
+                *extra,
+            ]
+        )
+    for name, code in NDJSON_WRITERS.items():
+        out[name] = _phase(lambda code=code: [sys.executable, "-c", code, str(ndjson), str(fresh(OUT / "anchor"))])
+    return out
+
+
+def readers(csv: Path) -> dict[str, dict]:
+    """Each library reading the CSV into Arrow batches, once (context, not a comparison)."""
+    out = {}
     for name, code in READERS.items():
-        results[f"read: {name}"] = measure([sys.executable, "-c", code, str(csv)])
-    shutil.rmtree(OUT / "anchor", ignore_errors=True)
-    return results
+        seconds, rss = measure([sys.executable, "-c", code, str(csv)])
+        out[name] = {"s": round(seconds, 2), "rss_mb": round(rss)}
+    return out
 
 
-def run_ndjson(scale: float, repeat: int) -> dict[str, tuple[float, float]]:
-    ndjson = lineitem_ndjson(scale)
-    results: dict[str, tuple[float, float]] = {}
-    for _ in range(repeat):
-        for name, code in NDJSON_WRITERS.items():
-            target = fresh(OUT / "anchor")
-            results[f"ndjson: {name}"] = min(
-                results.get(f"ndjson: {name}", (1e9, 0)),
-                measure([sys.executable, "-c", code, str(ndjson), str(target)]),
-            )
-        for label, extra in (("fail", []), ("quarantine", ["--on-error", f"quarantine={OUT / 'rejects.csv'}"])):
-            cmd = [COLONNADE, "ingest", str(ndjson), "--table", "lineitem", "--data", str(fresh(OUT / "delta")), *extra]
-            key = f"ndjson: colonnade ingest ({label})"
-            results[key] = min(results.get(key, (1e9, 0)), measure(cmd))
-    shutil.rmtree(OUT / "anchor", ignore_errors=True)
-    return results
+ANCHORS = list(WRITERS)
 
 
-def summarise(results: dict[str, tuple[float, float]]) -> dict:
-    """Ratios of ``colonnade ingest`` to the faster anchor writing the same input to Parquet."""
-    out = {k: {"s": round(v[0], 2), "rss_mb": round(v[1])} for k, v in results.items()}
-    anchor = min(results["duckdb COPY"][0], results["polars sink_parquet"][0])
-    ratios = {"csv": round(results["colonnade ingest"][0] / anchor, 3)}
-    if "ndjson: duckdb COPY" in results:
-        nd_anchor = min(results["ndjson: duckdb COPY"][0], results["ndjson: polars sink_parquet"][0])
+def run(
+    scale: float, pairs: int, slow_pairs: int, *, ndjson: bool = True, log: Callable[[str], None] | None = None
+) -> dict:
+    """Interleaved rounds of each contender set (bench/interleave.py); ratios per round of
+    ``colonnade ingest`` to the faster anchor of that round."""
+    csv = lineitem_csv(scale)
+    out: dict = {"scale": scale, "csv_mb": round(csv.stat().st_size / 1e6), "comparisons": {}, "ratios": {}}
+    cmp = interleave.interleave(csv_contenders(csv), pairs, log=log)
+    out["comparisons"]["csv"] = cmp
+    out["ratios"]["csv"] = interleave.ratio(cmp, "colonnade ingest", ANCHORS)
+    out["peak_rss_mb"] = max(interleave.values(cmp, "colonnade ingest", "rss_mb"))
+    if ndjson:
+        path = lineitem_ndjson(scale)
+        out["ndjson_mb"] = round(path.stat().st_size / 1e6)
+        cmp = interleave.interleave(ndjson_contenders(path), slow_pairs, log=log)
+        out["comparisons"]["ndjson"] = cmp
         for label in ("fail", "quarantine"):
-            ratios[f"ndjson_{label}"] = round(results[f"ndjson: colonnade ingest ({label})"][0] / nd_anchor, 3)
-    return {"results": out, "ratios": ratios, "peak_rss_mb": round(results["colonnade ingest"][1])}
+            out["ratios"][f"ndjson_{label}"] = interleave.ratio(cmp, f"colonnade ingest ({label})", ANCHORS)
+    out["readers"] = readers(csv)
+    shutil.rmtree(OUT / "anchor", ignore_errors=True)
+    shutil.rmtree(OUT / "delta", ignore_errors=True)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--pairs", type=int, default=3, help="interleaved rounds of the contenders")
     parser.add_argument("--ndjson", action="store_true", help="also ingest the rows as NDJSON")
     args = parser.parse_args()
-    results = run(args.scale, args.repeat)
-    if args.ndjson:
-        results |= run_ndjson(args.scale, args.repeat)
-    summary = summarise(results)
-    size = lineitem_csv(args.scale).stat().st_size
-    print(f"lineitem.csv sf{args.scale:g}: {size / 1e6:.0f} MB, {os.cpu_count()} cores")
-    for name, (seconds, rss) in results.items():
-        print(f"  {name:<40} {seconds:7.2f} s   peak RSS {rss:7.0f} MB")
-    for name, ratio in summary["ratios"].items():
-        print(f"  colonnade / faster anchor, {name}: {ratio:.2f}x (target for csv <= 1.2x)")
-    print(f"  colonnade peak RSS {summary['peak_rss_mb']} MB (target < 1500)")
-    print(json.dumps(summary))
+    out = run(args.scale, args.pairs, args.pairs, ndjson=args.ndjson)
+    print(f"lineitem.csv sf{args.scale:g}: {out['csv_mb']} MB, {os.cpu_count()} cores")
+    for cmp in out["comparisons"].values():
+        for name in cmp["contenders"]:
+            s = interleave.spread(interleave.values(cmp, name))
+            print(f"  {name:<40} {s['median']:7.2f} s ({s['min']:.2f}-{s['max']:.2f})")
+    for name, r in out["ratios"].items():
+        print(f"  colonnade / faster anchor, {name}: {r['median']:.2f}x ({r['min']:.2f}-{r['max']:.2f})")
+    print(f"  colonnade peak RSS {out['peak_rss_mb']} MB (target < 1500)")
+    print(json.dumps(out["ratios"]))
 
 
 if __name__ == "__main__":

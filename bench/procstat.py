@@ -16,15 +16,32 @@ import time
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _stat(pid: int) -> tuple[int, int] | None:
-    """(ppid, utime + stime ticks) of ``pid``."""
+def _fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (field 3 first)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             text = f.read()
     except OSError:
         return None
-    fields = text[text.rindex(")") + 2 :].split()
-    return int(fields[1]), int(fields[11]) + int(fields[12])
+    return text[text.rindex(")") + 2 :].split()
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(ppid, utime + stime ticks) of ``pid``."""
+    fields = _fields(pid)
+    return None if fields is None else (int(fields[1]), int(fields[11]) + int(fields[12]))
+
+
+def tree_ticks(root: int) -> int:
+    """CPU ticks of ``root``'s whole tree so far, children that already exited and were waited
+    for included (cutime + cstime), so short-lived helpers (curl, wrk) are not lost between
+    two readings."""
+    total = 0
+    for pid in tree(root):
+        fields = _fields(pid)
+        if fields is not None:
+            total += sum(int(x) for x in fields[11:15])
+    return total
 
 
 def tree(root: int) -> list[int]:
