@@ -157,11 +157,14 @@ def _json_object(schema: pa.Schema) -> str:
     if len(set(names)) == len(names) and not any("\x00" in n for n in names):
         fields = ", ".join(f"{_ident(f.name)} := {_json_value(i, f)}" for i, f in enumerate(schema))
         return f"to_json(struct_pack({fields}))"
-    parts = [
-        f"{_str(('{' if i == 0 else ',') + json.dumps(f.name) + ':')} || coalesce(to_json({_json_value(i, f)}), 'null')"
-        for i, f in enumerate(schema)
-    ]
-    return " || ".join(parts) + " || '}'"
+    # One concat() per row, not a chain of ||: each || would make (and free) a string per column.
+    parts = []
+    for i, f in enumerate(schema):
+        parts += [
+            _str(("{" if i == 0 else ",") + json.dumps(f.name) + ":"),
+            f"coalesce(to_json({_json_value(i, f)}), 'null')",
+        ]
+    return f"concat({', '.join(parts)}, '}}')"
 
 
 def _json_value(position: int, field: pa.Field) -> str:

@@ -302,8 +302,21 @@ def _unique_output_names(node: exp.Expression) -> exp.Expression:
     return node
 
 
+def _statistics_of_decimals_as_double(node: exp.Expression) -> exp.Expression:
+    """corr/covar_pop/covar_samp of DECIMALs: DuckDB computes them in DOUBLE, and Polars'
+    streaming engine refuses DECIMAL operands ("operation not supported for dtype decimal")."""
+    if not isinstance(node, (exp.Corr, exp.CovarPop, exp.CovarSamp)):
+        return node
+    for key in ("this", "expression"):
+        operand = node.args.get(key)
+        if operand is not None and type_of(operand) == T.DECIMAL:
+            node.set(key, cast(operand, "DOUBLE"))
+    return node
+
+
 # After the generic rules: ``date - date`` arrives here as a DateDiff, which Polars lacks.
 RULES: tuple[Rule, ...] = (
+    _statistics_of_decimals_as_double,
     _checked_integer_arithmetic,
     _integer_division,
     *GENERIC_RULES,

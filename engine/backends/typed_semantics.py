@@ -41,11 +41,30 @@ def annotate(ast: exp.Expression, tables: Mapping[str, TableSnapshot]) -> exp.Ex
             identify=False,
             validate_qualify_columns=False,
         )
-        return annotate_types(ast, schema=schema, dialect="duckdb")
+        ast = annotate_types(ast, schema=schema, dialect="duckdb")
     except (OptimizeError, SqlglotError, KeyError, ValueError) as exc:
         raise UnsupportedQuery(
             f"this engine cannot resolve the columns of this query ({exc}): run it on DuckDB"
         ) from None
+    return _spell_base_columns(ast, schema)
+
+
+def _spell_base_columns(ast: exp.Expression, schema: Mapping[str, Mapping[str, str]]) -> exp.Expression:
+    """DuckDB folds identifiers' case and the other engines do not: ``qualify`` wrote every
+    name folded, so a column of a catalog table gets its schema's spelling back, quoted (names
+    the query itself makes, CTE and select aliases, stay folded: consistently so)."""
+    spelled = {relation.lower(): {c.lower(): c for c in columns} for relation, columns in schema.items()}
+    sources = {
+        table.alias_or_name.lower(): spelled[table.name.lower()]
+        for table in ast.find_all(exp.Table)
+        if isinstance(table.this, exp.Identifier) and table.name.lower() in spelled
+    }
+    for column in ast.find_all(exp.Column):
+        names = sources.get(column.table.lower()) if column.table else None
+        actual = names.get(column.name.lower()) if names else None
+        if actual is not None and actual != column.name:
+            column.set("this", exp.to_identifier(actual, quoted=True))
+    return ast
 
 
 def refuse(ast: exp.Expression, engine: str, unsupported: Callable[[exp.Expression], str | None]) -> None:
