@@ -7,6 +7,7 @@ It owns the catalog and one instance of each engine backend, and runs the query 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import os
@@ -43,12 +44,14 @@ class Database:
         self.settings = settings if settings is not None else load_settings()
         if data_dir is not None:
             self.settings.data.dir = str(data_dir)
-        self.catalog = Catalog(self.settings.data_dir, self.settings.tables, create=create)
+        self.catalog = Catalog(
+            self.settings.data_location, self.settings.tables, create=create, storage=self.settings.storage
+        )
         self.threads, self.memory_bytes = engine_resources(self.settings)
         os.environ.setdefault("POLARS_MAX_THREADS", str(self.threads))  # read once, at import
         self._backends: dict[str, Backend] = {}
         self._lock = threading.Lock()
-        self._validated = ValidationMemo(self.catalog.data_dir)
+        self._validated = ValidationMemo(self.catalog.names_stamp)
 
     # -- catalog ---------------------------------------------------------------------------
 
@@ -183,7 +186,23 @@ class Database:
         if control is None:
             control = QueryControl(self.settings.limits.query_timeout_s if timeout_s is None else timeout_s)
         kwargs = {"batch_rows": batch_rows} if batch_rows else {}
-        execution = backend.execute(prepared, control, **kwargs)
+        # Object-store tables: engines read this version's files from local copies, leased
+        # until the query ends (downloads count against its timeout and can be cancelled).
+        try:
+            tables, lease = self.catalog.localize(dict(prepared.tables), control.check)
+        except BaseException:
+            control.finish()
+            raise
+        if lease is not None:
+            prepared = dataclasses.replace(prepared, tables=tables)
+        try:
+            execution = backend.execute(prepared, control, **kwargs)
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
+        if lease is not None:
+            execution.on_close(lease.release)
         return Result(
             execution.schema,
             execution,
@@ -221,6 +240,7 @@ class Database:
             for backend in self._backends.values():
                 backend.close()
             self._backends.clear()
+        self.catalog.close()
 
     def __enter__(self) -> Database:
         return self
@@ -229,4 +249,4 @@ class Database:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<colonnade.Database {self.catalog.data_dir}>"
+        return f"<colonnade.Database {self.catalog.location}>"
