@@ -32,6 +32,7 @@ _DENIED = re.compile(
     r"AccessDenied|ACCESS_DENIED|Access Denied|InvalidAccessKeyId|INVALID_ACCESS_KEY|SignatureDoesNotMatch|"
     r"SIGNATURE_DOES_NOT_MATCH|\b403\b|Forbidden|InvalidToken|ExpiredToken",
 )
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # delta-rs colours its error chains
 _NO_BUCKET = re.compile(r"NoSuchBucket|NO_SUCH_BUCKET|bucket does not exist|Bucket .* does not exist", re.I)
 _NOT_FOUND = re.compile(r"NoSuchKey|NO_SUCH_KEY|\b404\b|Not Found|not found|does not exist", re.I)
 
@@ -100,7 +101,7 @@ def storage_error(exc: BaseException, what: str, *, missing_is_version: bool = F
     done (never a secret); the library's words follow, scrubbed of secrets, on one line."""
     if isinstance(exc, ColonnadeError):
         return exc
-    text = redact_secrets(" ".join(str(exc).split()))[:400]
+    text = redact_secrets(" ".join(_ANSI.sub("", str(exc)).split()))[:400]
     if _DENIED.search(text):
         return AccessDenied(f"{what}: access denied by the object store (check credentials and permissions): {text}")
     if _NO_BUCKET.search(text):
@@ -200,18 +201,20 @@ class ObjectStore:
     # -- reads -----------------------------------------------------------------------------
 
     def check(self) -> None:
-        """The bucket exists and these credentials may list the prefix, or a clear error."""
+        """The bucket exists and these credentials may list the prefix, or a clear error. Only
+        the prefix is listed: credentials limited to it may not ask about the bucket itself."""
         from pyarrow import fs as pafs
 
         try:
-            info = self.fs.get_file_info(self.root.bucket)
-            if info.type == pafs.FileType.NotFound:
+            found = self.fs.get_file_info(pafs.FileSelector(self.root.path, allow_not_found=True, recursive=False))
+            if not found and self.fs.get_file_info(self.root.bucket).type == pafs.FileType.NotFound:
                 raise StorageUnavailable(f"{self.uri}: the bucket {self.root.bucket!r} does not exist")
-            self.fs.get_file_info(pafs.FileSelector(self.root.path, allow_not_found=True, recursive=False))
         except ColonnadeError:
             raise
         except Exception as exc:
-            raise storage_error(exc, f"cannot open {self.uri}") from None
+            if not self.root.key or not _DENIED.search(str(exc)) or "HeadBucket" not in str(exc):
+                raise storage_error(exc, f"cannot open {self.uri}") from None
+            # An empty prefix, and no right to ask about the bucket: writes will tell.
 
     def list_dirs(self, uri: ObjectURI) -> list[str]:
         """The names of the "directories" (common prefixes) right under ``uri``."""
