@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 import engine
 from engine.config import Settings
@@ -187,9 +189,8 @@ def test_wrong_credentials_and_foreign_prefix_are_access_denied(tmp_path: Path) 
                 (other["AccessKeyId"], other["SecretAccessKey"], "s3://guarded/theirs"),
             ]:
                 os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = key, secret
-                with pytest.raises(AccessDenied) as err:
-                    with engine.Database(uri, settings=base) as db:
-                        db.ingest(frame(5), table="t")
+                with pytest.raises(AccessDenied) as err, engine.Database(uri, settings=base) as db:
+                    db.ingest(frame(5), table="t")
                 assert secret not in err.value.detail and key not in err.value.detail
             os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = keys["key"], keys["secret"]
             listed = server.client(**keys).list_objects_v2(Bucket="guarded")
