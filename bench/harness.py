@@ -11,6 +11,8 @@ Sections (each writes into results.json as soon as it finishes, so a partial run
   small        wrk, 32 connections, 2 workers: a cached point query vs a Litestar hello-world
   exports      1M orders rows as json/csv/arrow/parquet vs ROAPI; the 6M-row lineitem CSV RSS
   profile      py-spy flame graph of the server under the mixed load
+  objectstore  TPC-H on an S3-compatible server: cold/warm vs in-process DuckDB and Polars, vs
+               local disk; ingest to S3 vs local (bench/objectstore.py; alone: --only objectstore)
 """
 
 from __future__ import annotations
@@ -783,6 +785,15 @@ def classify(raw: str) -> dict:
     }
 
 
+def _objectstore(bench: Bench) -> dict:
+    from bench import objectstore
+
+    return objectstore.run(bench.data, bench.args.scale, bench.args.runs)
+
+
+Bench.objectstore = _objectstore  # type: ignore[attr-defined]
+
+
 def wrk(url: str, seconds: float) -> dict:
     proc = subprocess.run(
         ["wrk", "-t2", "-c32", f"-d{max(1, round(seconds))}s", "--latency", url],
@@ -836,7 +847,7 @@ def meta(args: argparse.Namespace) -> dict:
     }
 
 
-SECTIONS = ("tpch", "concurrency", "gil", "small", "exports", "profile", "ingest")
+SECTIONS = ("tpch", "concurrency", "gil", "small", "exports", "profile", "ingest", "objectstore")
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -13,6 +13,7 @@ version's files (``localize``, through ``engine.filecache``).
 
 from __future__ import annotations
 
+import functools
 import glob as globlib
 import hashlib
 import os
@@ -20,6 +21,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -48,6 +50,7 @@ EXTENSIONS = {
     ".feather": "arrow",
 }
 EXTERNAL_FINGERPRINT_TTL_S = 1.0
+PROBE_THREADS = 8  # version checks of one query's object-store tables, in parallel
 REMOTE_NAMES_TTL_S = 1.0  # how long a listing of an object-store data directory's tables is reused
 RACY_MTIME_NS = 1_000_000_000  # an mtime this recent may hide a commit made in the same tick
 
@@ -249,13 +252,21 @@ class Catalog:
 
         Skips ``resolve``, which lists and stats the data directory once per table (a quarter
         of a worker's CPU on the cached path). A table dropped since validation still raises
-        TableNotFound: its Delta log is gone."""
-        return {
-            n: self._external_snapshot(self._external[n.lower()])
-            if n.lower() in self._external
-            else self._managed_snapshot(n)
-            for n in canonical
-        }
+        TableNotFound: its Delta log is gone. On object storage each table's check is a
+        request: they go out together, so a query waits for one round trip, not one per table."""
+        names = list(canonical)
+        if self.store is not None and len(names) > 1:
+            return dict(zip(names, self._probe_pool.map(self._snapshot_of, names), strict=True))
+        return {n: self._snapshot_of(n) for n in names}
+
+    def _snapshot_of(self, name: str) -> TableSnapshot:
+        if name.lower() in self._external:
+            return self._external_snapshot(self._external[name.lower()])
+        return self._managed_snapshot(name)
+
+    @functools.cached_property
+    def _probe_pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(PROBE_THREADS, thread_name_prefix="colonnade-probe")
 
     def _managed_snapshot(self, name: str) -> TableSnapshot:
         if self.store is not None:
@@ -359,6 +370,8 @@ class Catalog:
     def close(self) -> None:
         if self._files is not None:
             self._files.close()
+        if "_probe_pool" in self.__dict__:
+            self._probe_pool.shutdown(wait=False)
 
 
 def latest_delta_version(table_dir: Path | TableLocation) -> int:
