@@ -6,7 +6,7 @@ warm query reads at local-disk speed (bench/objectstore.py measured the alternat
 data files are immutable, so an entry keyed by the object's URI and size is always right;
 external files may change, so their key adds the modification time.
 
-Each process has its own folder (``<local_dir>/cache/<pid>``, the budget split between the
+Each process has its own folder (``<local_dir>/.colonnade/cache/<pid>-<n>``, the budget split between the
 workers like memory): one process never deletes a file another is reading. A query leases the
 files it reads until it ends; eviction skips leased files, so a query never loses one mid-read
 (a single query larger than the budget still runs, and the cache shrinks after it). Every
@@ -16,6 +16,7 @@ file lands under its table's folder by its path inside the table, checked never 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import threading
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from engine.catalog import TableSnapshot
     from engine.objectstore import ObjectStore
 
+_instances = itertools.count(1)  # two caches of one process never share a folder
 DOWNLOAD_THREADS = 8  # object stores answer many requests at once; one file at a time wastes the link
 
 
@@ -60,14 +62,14 @@ class Lease:
 class FileCache:
     def __init__(self, root: Path, max_bytes: int) -> None:
         self.base = root
-        self.root = root / str(os.getpid())
+        self.root = root / f"{os.getpid()}-{next(_instances)}"
         self.max_bytes = max(0, max_bytes)
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(DOWNLOAD_THREADS, thread_name_prefix="colonnade-download")
         self._remove_dead_siblings()
-        shutil.rmtree(self.root, ignore_errors=True)  # a reused pid: nothing of ours is in there
+        shutil.rmtree(self.root, ignore_errors=True)  # a reused pid's leftovers: nothing of ours
 
     def table_dir(self, name: str, kind: str = "managed") -> Path:
         return self.root / kind / name
@@ -187,7 +189,8 @@ class FileCache:
         """Folders of processes that are gone (a crashed worker's cache)."""
         with contextlib.suppress(OSError):
             for folder in self.base.iterdir():
-                if folder.name.isdigit() and not pid_alive(int(folder.name)):
+                pid = folder.name.split("-", 1)[0]
+                if pid.isdigit() and not pid_alive(int(pid)):
                     shutil.rmtree(folder, ignore_errors=True)
 
 

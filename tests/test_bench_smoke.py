@@ -70,6 +70,17 @@ def test_every_section_produced_numbers(results: tuple[dict, Path]) -> None:
     i = r["ingest"]
     assert i["results"]["colonnade ingest"]["s"] > 0 and i["peak_rss_mb"] > 0
     assert set(i["ratios"]) == {"csv", "ndjson_fail", "ndjson_quarantine"} and min(i["ratios"].values()) > 0
+    o = r["objectstore"]
+    assert (
+        set(o["ratios"])
+        == {
+            "warm_vs_faster_inprocess",
+            "cold_vs_faster_inprocess",
+            "warm_vs_local_disk",
+            "ingest_s3_vs_local",
+        }
+        and min(o["ratios"].values()) > 0
+    )
     if harness.roapi_available():
         assert "roapi_ondemand" in tpch["totals_s"] and e["roapi_memory"]["arrow"]["bytes"] > 0
     if "wrk" not in r["meta"]["skipped"]:
