@@ -119,6 +119,7 @@ def serve(settings: Settings, host: str | None, port: int | None, workers: int |
         if value is not None:
             setattr(settings.server, key, value)
     data = existing_data_dir(settings)
+    open_catalog(settings)  # a missing bucket or refused credentials: one line, before "serving"
     note(f"serving {data} (set by {settings.data_dir_origin}) on http://{settings.server.host}:{settings.server.port}")
     run(settings)
 

@@ -67,6 +67,8 @@ class TableLocation:
             return (Path(self.uri) / DELTA_LOG).is_dir()
         from engine.objectstore import ObjectURI
 
+        if self.has_commit(0):  # one HEAD; a log whose first commits were cleaned up is listed
+            return True
         return bool(self.store.list_files(ObjectURI.parse(self.uri).child(DELTA_LOG), recursive=False))
 
     def latest_version(self) -> int:

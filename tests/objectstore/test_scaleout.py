@@ -127,3 +127,29 @@ def test_racing_writers_one_wins_the_other_is_concurrent_write(s3: S3Server, buc
         live = set(db.table("t").files) | set(db.catalog.location_of("t").delta_table(0).file_uris())
     objects = {f"s3://{bucket}/{o['Key']}" for o in s3.client().list_objects_v2(Bucket=bucket)["Contents"]}
     assert {o for o in objects if o.endswith(".parquet")} == live  # the loser's uploads are gone
+
+
+def test_server_answers_storage_errors_as_problems(s3: S3Server, bucket: str, tmp_path: Path) -> None:
+    """An object deleted under a table is 410 version_unavailable (naming the table, not the
+    object); a server over a missing bucket does not start, in one line."""
+    uri = f"s3://{bucket}/lake"
+    env = s3_env(s3, tmp_path / "host")
+    assert ingest(env, write_csv(tmp_path / "0.csv", 0, 100), uri).returncode == 0
+    with serve(uri, env=env, log_dir=tmp_path) as srv, srv.client() as client:
+        assert count(client) == 100
+        assert ingest(env, write_csv(tmp_path / "1.csv", 100, 100), uri).returncode == 0
+        with engine.Database(uri, settings=s3_settings(s3, tmp_path / "reader")) as db:
+            new = set(db.table("t").files) - set(db.catalog.location_of("t").delta_table(0).file_uris())
+        s3.client().delete_object(Bucket=bucket, Key=next(iter(new)).split(f"s3://{bucket}/", 1)[1])
+        response = client.get("/api/sql", params={"q": "SELECT sum(id) AS s FROM t"})
+        assert response.status_code == 410, response.text
+        problem = response.json()
+        assert problem["code"] == "version_unavailable" and "'t'" in problem["detail"]
+        assert "s3://" not in response.text and bucket not in response.text and SECRET not in response.text
+        assert client.get("/health").status_code == 200
+    done = subprocess.run(
+        [COLONNADE, "serve", "--data", "s3://no-such-bucket-anywhere/lake", "--port", "0"],
+        env=environ(env), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.rstrip().endswith("[storage_unavailable]") and SECRET not in done.stderr
