@@ -139,6 +139,7 @@ class Catalog:
         self._external_cache: dict[str, tuple[float, TableSnapshot]] = {}
         self._stores: dict[str, ObjectStore] = {}  # by bucket: external tables on object storage
         self._remote_names: tuple[float, list[str]] | None = None
+        self._remote_known: set[str] = set()  # tables seen with a log: not probed again
         self._files: FileCache | None = None
 
     @classmethod
@@ -173,7 +174,7 @@ class Catalog:
         with self._lock:
             if self._remote_names is not None and now - self._remote_names[0] < REMOTE_NAMES_TTL_S:
                 return self._remote_names[1]
-            known = set(self._remote_names[1]) if self._remote_names is not None else set()
+            known = set(self._remote_known)
         names = [
             d
             for d in self.store.list_dirs(self.store.root)
@@ -181,6 +182,7 @@ class Catalog:
         ]
         with self._lock:
             self._remote_names = (now, names)
+            self._remote_known = set(names)
         return names
 
     def names_stamp(self) -> object:

@@ -284,3 +284,13 @@ def test_differential_local_vs_s3(ops: list, s3: S3Server, tmp_path: Path) -> No
         assert rows(remote, query, name) == rows(local, query, name)
     assert remote.table("t").version == local.table("t").version
     remote.close(), local.close()
+
+
+@pytest.mark.slow
+def test_spark_reads_object_store_tables(s3: S3Server, bucket: str, tmp_path: Path, spark_remote: str) -> None:
+    """A Spark Connect server on the same host reads the same local copies DuckDB reads."""
+    conf = s3_settings(s3, tmp_path / "local", COLONNADE_SPARK_REMOTE=spark_remote)
+    with engine.Database(f"s3://{bucket}/lake", settings=conf) as db:
+        db.ingest(frame(30), table="t", partition_by=["g"])
+        query = "SELECT g, count(*) AS n, sum(id) AS s FROM t GROUP BY g ORDER BY g"
+        assert rows(db, query, "spark") == rows(db, query, "duckdb")
