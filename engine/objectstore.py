@@ -143,7 +143,9 @@ class ObjectStore:
     def __init__(self, location: str, settings: StorageSettings) -> None:
         self.root = ObjectURI.parse(location)
         self.settings = settings
-        self.endpoint = settings.endpoint_url.rstrip("/")
+        # [storage] endpoint_url, else the AWS variables the SDKs read (AWS_ENDPOINT_URL_S3 first)
+        endpoint = settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        self.endpoint = (endpoint or "").rstrip("/")
         self.region = settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
         self.region = self.region or "us-east-1"
         self._fs: pafs.S3FileSystem | None = None

@@ -214,10 +214,12 @@ def test_external_tables_and_sources_on_s3(s3: S3Server, bucket: str, tmp_path: 
     for i in range(3):
         client.put_object(Bucket=bucket, Key=f"raw/day{i}.csv", Body=f"id,g,x\n{i},g {i},{i * 0.5}\n".encode())
     client.put_object(Bucket=bucket, Key="raw/notes.txt", Body=b"not data")
+    client.put_object(Bucket=bucket, Key="lines/a.ndjson", Body='{"k": 1, "v": "é"}\n{"k": 2, "v": null}\n'.encode())
     config = tmp_path / "colonnade.toml"
     config.write_text(
         f'[[tables]]\nname = "events"\nuri = "s3://{bucket}/events/"\nformat = "parquet"\n\n'
-        f'[[tables]]\nname = "raw"\nuri = "s3://{bucket}/raw/*.csv"\n'
+        f'[[tables]]\nname = "raw"\nuri = "s3://{bucket}/raw/*.csv"\n\n'
+        f'[[tables]]\nname = "lines"\nuri = "s3://{bucket}/lines/"\nformat = "ndjson"\n'
     )
     from engine.config import load_settings
 
@@ -227,6 +229,7 @@ def test_external_tables_and_sources_on_s3(s3: S3Server, bucket: str, tmp_path: 
             got = rows(db, "SELECT year, count(*) AS n FROM events GROUP BY year ORDER BY year", name)
             assert got == [{"year": 2023, "n": 10}, {"year": 2024, "n": 10}], name
             assert rows(db, "SELECT count(*) AS n FROM raw", name) == [{"n": 3}]
+            assert rows(db, "SELECT k, v FROM lines ORDER BY k", name) == [{"k": 1, "v": "é"}, {"k": 2, "v": None}]
         summary = db.ingest(f"s3://{bucket}/raw/day*.csv", table="copied")
         assert summary.rows == 3 and summary.files == 3
         assert rows(db, "SELECT sum(id) AS s FROM copied") == [{"s": 3}]
