@@ -7,7 +7,10 @@ table's latest Delta commit, read from its log directory), so another process's 
 at once; a revoked token is refused by the full path, because the token is verified first.
 
 The version check reads the table's log directory on the event loop: on a local disk that is a
-few microseconds, against ~100 µs for a hop to a thread (measured: bench/NOTES.md). Requests
+few microseconds, against ~100 µs for a hop to a thread (measured: bench/NOTES.md). On object
+storage the check is a network request, which must never run on the loop: such a server has no
+hit path here, and its repeated GETs are answered from the same cache by the full path, whose
+version check runs in a thread. Requests
 that carry an ``Origin`` (CORS headers are the app's business) and every other request go to
 the app untouched.
 """
@@ -98,6 +101,8 @@ class HitPath:
 
     async def _answer(self, scope: Scope, send: Send, service: Any, state: Any, key: str) -> bool:
         started = time.perf_counter()
+        if service.db.catalog.remote:  # a version check would be network I/O on the loop
+            return False
         answered = service.answered.get(key)
         if answered is None:
             return False

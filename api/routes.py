@@ -110,8 +110,8 @@ async def _snapshot(request: Request, state: State, name: str) -> tuple[TableSna
     token = authenticate(request)
     try:
         snap = await _service(state).run_blocking(state.db.table, name)
-    except TableNotFound as exc:
-        detail = exc.detail + state.db.did_you_mean(name, token)
+    except TableNotFound as exc:  # the hint lists the catalog: a request on object storage, off the loop
+        detail = exc.detail + await _service(state).run_blocking(state.db.did_you_mean, name, token)
         raise TableNotFound(detail, status=404, table=name) from exc
     if token is not None:
         token.check_tables([snap.name])

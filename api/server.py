@@ -55,7 +55,7 @@ def create_worker_app() -> Any:
 def worker_environment(settings: Settings) -> dict[str, str]:
     """Settings the spawned workers must see: workers read config from file + environment."""
     env = {
-        "COLONNADE_DATA_DIR": str(settings.data_dir),
+        "COLONNADE_DATA_DIR": settings.data_location,
         "COLONNADE_SERVER_HOST": settings.server.host,
         "COLONNADE_SERVER_PORT": str(settings.server.port),
         "COLONNADE_SERVER_WORKERS": str(settings.server.workers),
@@ -73,7 +73,7 @@ def run(settings: Settings) -> None:
 
     from engine.catalog import Catalog
 
-    Catalog(settings.data_dir, settings.tables)  # fail fast, with one clear line, on a bad data dir
+    Catalog.from_settings(settings)  # fail fast, with one clear line, on a bad data dir
     os.environ.update(worker_environment(settings))
     # What workers share: the running-queries registry and the metrics (api/operations.py,
     # api/metrics.py). Made before any worker starts, gone when the server stops.

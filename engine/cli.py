@@ -55,7 +55,7 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
         except BrokenPipeError:
             pipe_closed()
         except TableNotFound as exc:  # say where it was looked for (the API must not: a server path)
-            fail(f"{exc.detail} in {settings.data_dir}" if settings is not None else exc.detail, exc.code)
+            fail(f"{exc.detail} in {settings.data_location}" if settings is not None else exc.detail, exc.code)
         except ColonnadeError as exc:
             fail(exc.detail, exc.code)
         except (OSError, ValueError) as exc:
@@ -64,10 +64,14 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def existing_data_dir(settings: Settings) -> Path:
-    """The data directory a command reads, refused in one line naming where it came from."""
+def existing_data_dir(settings: Settings) -> str:
+    """The data directory a command reads, refused in one line naming where it came from (an
+    object-store one is checked when it is opened)."""
+    from engine.config import is_object_store
     from engine.errors import DataDirError
 
+    if is_object_store(settings.data.dir):
+        return settings.data_location
     path = settings.data_dir
     if not path.is_dir():
         what = "is not a directory" if path.exists() else "does not exist"
@@ -75,7 +79,7 @@ def existing_data_dir(settings: Settings) -> Path:
             f"data directory {path} {what} (set by {settings.data_dir_origin}); "
             "pass --data DIR or set COLONNADE_DATA_DIR"
         )
-    return path
+    return str(path)
 
 
 def open_db(settings: Settings):
@@ -115,6 +119,7 @@ def serve(settings: Settings, host: str | None, port: int | None, workers: int |
         if value is not None:
             setattr(settings.server, key, value)
     data = existing_data_dir(settings)
+    open_catalog(settings)  # a missing bucket or refused credentials: one line, before "serving"
     note(f"serving {data} (set by {settings.data_dir_origin}) on http://{settings.server.host}:{settings.server.port}")
     run(settings)
 
@@ -127,9 +132,14 @@ def demo(settings: Settings, scale: float) -> None:
     from engine.demo import TPCH_TABLES, create_demo
 
     with progress(len(TPCH_TABLES), "generating TPC-H") as advance:
-        summaries = create_demo(settings.data_dir, scale, on_table=lambda s: advance(f"{s.table} ({s.rows:,} rows)"))
+        summaries = create_demo(
+            settings.data_location,
+            scale,
+            on_table=lambda s: advance(f"{s.table} ({s.rows:,} rows)"),
+            storage=settings.storage,
+        )
     rows = sum(s.rows for s in summaries)
-    click.echo(f"demo data: {len(summaries)} tables, {rows:,} rows in {settings.data_dir}", err=True)
+    click.echo(f"demo data: {len(summaries)} tables, {rows:,} rows in {settings.data_location}", err=True)
 
 
 @main.command()
@@ -155,11 +165,11 @@ def ingest(
 ) -> None:
     """Ingest files (CSV, NDJSON, Parquet, Arrow IPC; '-' for stdin) into a managed table, as one commit."""
     from engine.catalog import Catalog
-    from engine.config import engine_resources
+    from engine.config import engine_resources, is_object_store
     from engine.ingest import ingest as run_ingest
 
-    created = not settings.data_dir.exists()
-    catalog = Catalog(settings.data_dir, settings.tables, create=True)
+    created = not is_object_store(settings.data.dir) and not settings.data_dir.exists()
+    catalog = Catalog.from_settings(settings, create=True)
     partitions = [c.strip() for c in partition_by.split(",") if c.strip()] if partition_by else None
     threads, memory = engine_resources(settings)
     try:
@@ -183,8 +193,8 @@ def ingest(
         raise
     if created:  # an ingest that starts a data directory says so: it is not the one the server reads
         note(f"created data directory {catalog.data_dir} (set by {settings.data_dir_origin})")
-    record = {**summary.to_dict(), "data_dir": str(catalog.data_dir)}
-    click.echo(json.dumps(record) if as_json else f"{summary} in {catalog.data_dir}")
+    record = {**summary.to_dict(), "data_dir": catalog.location}
+    click.echo(json.dumps(record) if as_json else f"{summary} in {catalog.location}")
 
 
 def _remove_unused(data_dir: Path) -> None:
@@ -302,7 +312,7 @@ def tables(settings: Settings, as_json: bool) -> None:
         rows = "" if snap.row_count is None else f"{snap.row_count:,} rows"
         version = "" if snap.version is None else f"v{snap.version}"
         click.echo(f"{snap.name}\t{snap.kind}\t{version}\t{rows}")
-    note(f"{len(snaps)} table(s) in {settings.data_dir}")
+    note(f"{len(snaps)} table(s) in {settings.data_location}")
 
 
 @main.command()
@@ -322,7 +332,7 @@ def schema(settings: Settings, name: str, as_json: bool) -> None:
     for c in columns:
         part = "\t(partition)" if c["partition"] else ""
         click.echo(f"{c['name']}\t{c['type']}{'' if c['nullable'] else ' not null'}{part}")
-    note(f"{snap.name} in {settings.data_dir}: {len(columns)} column(s), version {snap.version}")
+    note(f"{snap.name} in {settings.data_location}: {len(columns)} column(s), version {snap.version}")
 
 
 @main.command()
@@ -341,7 +351,7 @@ def history(settings: Settings, name: str, as_json: bool) -> None:
         when = _iso(entry["timestamp"])
         rows = "" if entry["rows_added"] is None else f"rows_added={entry['rows_added']}"
         click.echo(f"v{entry['version']}\t{when}\t{entry['operation']}\t{rows}")
-    note(f"{name} in {settings.data_dir}: {len(entries)} version(s)")
+    note(f"{name} in {settings.data_location}: {len(entries)} version(s)")
 
 
 @main.command()
@@ -358,7 +368,7 @@ def compact(settings: Settings, name: str, target_size: str) -> None:
         advance("done")
     click.echo(
         f"{name}: {out['files_removed']} file(s) compacted into {out['files_added']} → version {out['version']} "
-        f"in {settings.data_dir}"
+        f"in {settings.data_location}"
     )
 
 
@@ -383,7 +393,9 @@ def vacuum(settings: Settings, name: str, retain_hours: float, dry_run: bool, fo
     for f in done.files if dry_run else ():
         click.echo(f)
     kept = "; a writer was running, so files no version names were kept" if done.writers else ""
-    summary = f"{name}: {len(done.files)} file(s) {'would be ' if dry_run else ''}deleted in {settings.data_dir}{kept}"
+    summary = (
+        f"{name}: {len(done.files)} file(s) {'would be ' if dry_run else ''}deleted in {settings.data_location}{kept}"
+    )
     click.echo(summary, err=dry_run)
 
 
@@ -396,7 +408,7 @@ def rollback(settings: Settings, name: str, to_version: int) -> None:
     from engine.storage import rollback as rollback_table
 
     version = rollback_table(open_catalog(settings), name, to_version)
-    click.echo(f"{name}: restored version {to_version} → version {version} in {settings.data_dir}")
+    click.echo(f"{name}: restored version {to_version} → version {version} in {settings.data_location}")
 
 
 @main.group()
@@ -463,7 +475,8 @@ def token_revoke(settings: Settings, name: str) -> None:
 def open_catalog(settings: Settings):
     from engine.catalog import Catalog
 
-    return Catalog(existing_data_dir(settings), settings.tables)
+    existing_data_dir(settings)
+    return Catalog.from_settings(settings)
 
 
 def _iso(ms: Any) -> str:

@@ -91,6 +91,23 @@ class SparkSettings:
 
 
 @dataclass
+class StorageSettings:
+    """Object storage (a data directory or table URI ``s3://bucket/prefix``). Credentials come
+    from the standard AWS chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN``,
+    ``AWS_PROFILE`` and ``~/.aws``, instance roles), never from this file."""
+
+    endpoint_url: str = ""  # an S3-compatible store, e.g. http://127.0.0.1:9000; empty: AWS S3
+    region: str = ""  # empty: AWS_REGION / AWS_DEFAULT_REGION, else us-east-1
+    connect_timeout_s: float = 5.0
+    request_timeout_s: float = 30.0
+    max_retries: int = 2
+    # Local state of an object-store data directory: the read cache, spill, scratch and locks
+    # (and the tokens file unless [auth] tokens says). Empty: ~/.cache/colonnade/<bucket>-<hash>.
+    local_dir: str = ""
+    cache_bytes: int = 10 * 1024**3  # the read cache of data files, for all workers of a host
+
+
+@dataclass
 class ExternalTable:
     name: str
     uri: str
@@ -106,16 +123,30 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
     tables: list[ExternalTable] = field(default_factory=list)
     source: Path | None = None  # the file these settings came from, if any
     # "data.dir" → (who set it: a flag, a variable or a file, the value it set)
     origins: dict[str, tuple[str, Any]] = field(default_factory=dict)
 
     @property
-    def data_dir(self) -> Path:
+    def data_location(self) -> str:
         """The data directory, by one rule for every command, the server and the notebook:
         ``--data`` (or ``engine.connect(dir)``) > ``COLONNADE_DATA_DIR`` > ``[data] dir`` in the
-        config file (relative to that file) > ``./data``."""
+        config file (relative to that file) > ``./data``. A local path (resolved) or an
+        object-store URI (``s3://bucket/prefix``)."""
+        if is_object_store(self.data.dir):
+            return self.data.dir.rstrip("/")
+        return str(self._path("data.dir", self.data.dir))
+
+    @property
+    def data_dir(self) -> Path:
+        """Where this data directory's local state lives (``.colonnade/``: tokens, locks, spill):
+        the directory itself, or for an object-store one its ``[storage] local_dir``."""
+        if is_object_store(self.data.dir):
+            from engine.objectstore import local_dir
+
+            return local_dir(self.data_location, self.storage)
         return self._path("data.dir", self.data.dir)
 
     @property
@@ -155,7 +186,15 @@ SECTIONS: dict[str, type] = {
     "auth": AuthSettings,
     "cache": CacheSettings,
     "spark": SparkSettings,
+    "storage": StorageSettings,
 }
+
+OBJECT_STORE_SCHEMES = ("s3://", "s3a://")
+
+
+def is_object_store(location: str | Path) -> bool:
+    """Whether ``location`` is an object-store URI (``s3://bucket/prefix``) rather than a path."""
+    return isinstance(location, str) and location.lower().startswith(OBJECT_STORE_SCHEMES)
 
 
 def load_settings(

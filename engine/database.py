@@ -45,13 +45,15 @@ class Database:
         self.settings = settings if settings is not None else load_settings()
         if data_dir is not None:
             self.settings.data.dir = str(data_dir)
-        self.catalog = Catalog(self.settings.data_dir, self.settings.tables, create=create)
+        self.catalog = Catalog(
+            self.settings.data_location, self.settings.tables, create=create, storage=self.settings.storage
+        )
         self.threads, self.memory_bytes = engine_resources(self.settings)
         os.environ.setdefault("POLARS_MAX_THREADS", str(self.threads))  # read once, at import
         configure_encoder(self.memory_bytes)  # the JSON encoder's DuckDB: the engine's memory limit
         self._backends: dict[str, Backend] = {}
         self._lock = threading.Lock()
-        self._validated = ValidationMemo(self.catalog.data_dir)
+        self._validated = ValidationMemo(self.catalog.names_stamp)
 
     # -- catalog ---------------------------------------------------------------------------
 
@@ -194,15 +196,31 @@ class Database:
         if control is None:
             control = QueryControl(self.settings.limits.query_timeout_s if timeout_s is None else timeout_s)
         kwargs = {"batch_rows": batch_rows} if batch_rows else {}
+        # Object-store tables: engines read this version's files from local copies, leased
+        # until the query ends (downloads count against its timeout and can be cancelled).
         try:
-            execution = self.backend(prepared.engine).execute(prepared, control, **kwargs)
-        except UnsupportedQuery:
-            if prepared.fallback is None:
-                raise
-            # engine=auto preferred Polars, which refuses before it runs anything: DuckDB runs it.
-            prepared = dataclasses.replace(prepared, engine=prepared.fallback, fallback=None)
-            control.restart()
-            execution = self.backend(prepared.engine).execute(prepared, control, **kwargs)
+            tables, lease = self.catalog.localize(dict(prepared.tables), control.check)
+        except BaseException:
+            control.finish()
+            raise
+        if lease is not None:
+            prepared = dataclasses.replace(prepared, tables=tables)
+        try:
+            try:
+                execution = self.backend(prepared.engine).execute(prepared, control, **kwargs)
+            except UnsupportedQuery:
+                if prepared.fallback is None:
+                    raise
+                # engine=auto preferred Polars, which refuses before it runs anything: DuckDB runs it.
+                prepared = dataclasses.replace(prepared, engine=prepared.fallback, fallback=None)
+                control.restart()
+                execution = self.backend(prepared.engine).execute(prepared, control, **kwargs)
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
+        if lease is not None:
+            execution.on_close(lease.release)
         return Result(
             execution.schema,
             execution,
@@ -240,6 +258,7 @@ class Database:
             for backend in self._backends.values():
                 backend.close()
             self._backends.clear()
+        self.catalog.close()
 
     def __enter__(self) -> Database:
         return self
@@ -248,4 +267,4 @@ class Database:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<colonnade.Database {self.catalog.data_dir}>"
+        return f"<colonnade.Database {self.catalog.location}>"

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.catalog import Catalog
+from engine.config import StorageSettings
 from engine.errors import IngestError
 from engine.ingest import IngestSummary, ingest
 
@@ -39,11 +40,12 @@ def create_demo(
     scale: float = 0.1,
     *,
     on_table: Callable[[IngestSummary], None] = lambda s: None,
+    storage: StorageSettings | None = None,
 ) -> list[IngestSummary]:
     """Generate TPC-H at ``scale`` and ingest each table (overwriting earlier demo tables)."""
     if scale <= 0:
         raise IngestError("--scale must be positive")
-    catalog = Catalog(data_dir, create=True)
+    catalog = Catalog(data_dir, create=True, storage=storage)
     summaries = []
     with tempfile.TemporaryDirectory(prefix="colonnade-tpch-") as tmp:
         for table, path in generate_tpch(Path(tmp), scale).items():

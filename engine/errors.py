@@ -65,6 +65,25 @@ class AuthUnavailable(ColonnadeError):
     public_detail = False
 
 
+class StorageUnavailable(ColonnadeError):
+    """Object storage cannot be reached or used: a missing bucket, an unreachable endpoint, a
+    timeout. The detail (which names the bucket) goes to the server log, never a secret."""
+
+    code = "storage_unavailable"
+    status = 503
+    title = "Storage unavailable"
+    public_detail = False
+
+
+class AccessDenied(ColonnadeError):
+    """Object storage refused the credentials, or the prefix is not theirs to read or write."""
+
+    code = "access_denied"
+    status = 503
+    title = "Storage access denied"
+    public_detail = False
+
+
 class InvalidTableName(ColonnadeError):
     code = "invalid_table_name"
     status = 400

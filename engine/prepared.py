@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import threading
 from collections import OrderedDict
@@ -97,7 +96,8 @@ class PreparedQuery:
             for path in (*snap.files, snap.uri, snap.root):
                 if path:
                     names[path] = name
-                    names[Path(path).as_uri()] = name
+                    if path.startswith("/"):  # an object-store URI has no file:// form
+                        names[Path(path).as_uri()] = name
         names.update(self.query.ctes)
         if not names:
             return lambda text: text
@@ -111,13 +111,14 @@ class PreparedQuery:
 class ValidationMemo:
     """Validated queries by SQL text, so a repeated query is not parsed and printed again
     (sqlglot costs 1-6 ms a query). Validation depends only on the text and on the catalog's
-    table names; an entry is reused only while the data directory's listing is unchanged (its
-    mtime), so creating or dropping a table re-validates. Only successes are kept."""
+    table names; an entry is reused only while ``stamp`` is unchanged (the data directory's
+    mtime, or an object-store listing of its tables), so creating or dropping a table
+    re-validates. Only successes are kept."""
 
-    def __init__(self, data_dir: Path, max_entries: int = 256) -> None:
-        self.data_dir = data_dir
+    def __init__(self, stamp: Callable[[], object], max_entries: int = 256) -> None:
+        self._stamp = stamp
         self.max_entries = max_entries
-        self._entries: OrderedDict[str, tuple[int, ValidatedQuery]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[object, ValidatedQuery]] = OrderedDict()
         self._lock = threading.Lock()
 
     def peek(self, sql: str) -> ValidatedQuery | None:
@@ -142,9 +143,3 @@ class ValidationMemo:
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
         return query
-
-    def _stamp(self) -> int:
-        try:
-            return os.stat(self.data_dir).st_mtime_ns
-        except OSError:
-            return -1

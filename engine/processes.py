@@ -1,4 +1,5 @@
-"""Stopping a child server started in its own session (a uvicorn or Spark Connect server)."""
+"""Processes: stopping a child server started in its own session (a uvicorn or Spark Connect
+server), and telling whether a process that left files behind is still alive."""
 
 from __future__ import annotations
 
@@ -18,3 +19,14 @@ def stop_process_group(proc: subprocess.Popen, timeout_s: float = 30) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (another user's counts: it may still own its files)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,9 +1,12 @@
-"""Managed tables on disk: Delta Lake commits and maintenance, one atomic commit each.
+"""Managed tables: Delta Lake commits and maintenance, one atomic commit each.
 
-Ingestion writes Parquet files itself (DuckDB ``COPY``) straight into the table directory and
+Ingestion writes Parquet files itself (DuckDB ``COPY``) straight into the table directory (on
+object storage: into a local staging folder, then uploaded beside the table's other files) and
 then commits them here with one Delta transaction. Until that commit the files are invisible
 to every reader (Delta readers only see files named in ``_delta_log``), so a crash at any point
-leaves the previous version intact; ``vacuum`` later deletes such orphans.
+leaves the previous version intact; ``vacuum`` later deletes such orphans. On object storage
+the commit is a conditional PUT of the next log entry: of two writers, the second finds the
+version taken and delta-rs either retries (blind appends) or fails (``concurrent_write``).
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from engine import locks
-from engine.catalog import DELTA_LOG, Catalog, check_table_name, latest_delta_version
+from engine.catalog import Catalog, check_table_name
 from engine.errors import (
+    ColonnadeError,
     ConcurrentWrite,
     IngestError,
     SchemaMismatch,
@@ -29,17 +33,18 @@ from engine.errors import (
     TableReadOnly,
     VersionUnavailable,
 )
+from engine.location import TableLocation
 
 WriteMode = Literal["append", "overwrite"]
 DEFAULT_RETAIN_HOURS = 168.0  # Delta's (and Spark's) retention floor: a week of time travel
 DEFAULT_TARGET_FILE_BYTES = 128 * 1024**2
 
 
-def writable_path(catalog: Catalog, table: str) -> Path:
+def writable_location(catalog: Catalog, table: str) -> TableLocation:
     check_table_name(table)
     if catalog.is_external(table):
         raise TableReadOnly(f"table {table!r} is an external table declared in the config; it cannot be written")
-    return catalog.table_path(table)
+    return catalog.location_of(table)
 
 
 @dataclass(frozen=True)
@@ -63,21 +68,30 @@ class WrittenFile:
     stats: dict[str, Any] | None = None  # Delta file statistics; just the row count when None
 
 
-def table_state(path: Path) -> TableState:
-    from deltalake import DeltaTable
-
-    if not (path / DELTA_LOG).is_dir():
+def table_state(path: Path | TableLocation) -> TableState:
+    location = TableLocation.of(path)
+    if not location.has_log():
         return TableState(exists=False)
     try:
-        dt = DeltaTable(str(path))
+        dt = location.delta_table()
         schema = pa.schema(dt.schema().to_arrow())
         return TableState(True, dt.version(), schema, tuple(dt.metadata().partition_columns))
     except Exception as exc:  # deltalake raises several unrelated types for a damaged log
-        raise IngestError(f"table {path.name!r} cannot be read: {exc}") from None
+        raise _write_error(location, exc, "cannot be read") from None
+
+
+def _write_error(location: TableLocation, exc: Exception, what: str) -> ColonnadeError:
+    """A delta-rs failure: a storage error on object storage when the store is at fault."""
+    if location.store is not None:
+        from engine.objectstore import is_storage_failure, storage_error
+
+        if is_storage_failure(exc):
+            return storage_error(exc, f"table {location.name!r}")
+    return IngestError(f"table {location.name!r} {what}: {exc}")
 
 
 def commit_files(
-    path: Path,
+    path: Path | TableLocation,
     files: Sequence[WrittenFile],
     *,
     schema: pa.Schema,
@@ -92,11 +106,12 @@ def commit_files(
     committed meanwhile makes delta-rs retry a blind append, or raise a conflict we turn into
     ``ConcurrentWrite`` (nothing of ours becomes visible then).
     """
-    from deltalake import DeltaTable, Schema
+    from deltalake import Schema
     from deltalake.exceptions import CommitFailedError, DeltaError
     from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
 
-    _check_written(path, files)
+    location = TableLocation.of(path)
+    _check_written(location, files)
     now_ms = int(time.time() * 1000)
     actions = [
         AddAction(f.path, f.size, f.partition_values, now_ms, True, json.dumps(f.stats or {"numRecords": f.rows}))
@@ -105,51 +120,51 @@ def commit_files(
     props = CommitProperties(custom_metadata=metadata)
     try:
         if state.exists:
-            dt = DeltaTable(str(path), version=state.version)
+            dt = location.delta_table(state.version)
             dt.create_write_transaction(actions, mode, schema, list(partitions) or None, commit_properties=props)
         else:
             create_table_with_add_actions(
-                str(path),
+                location.uri,
                 Schema.from_arrow(schema),
                 actions,
                 mode="error",
                 partition_by=list(partitions) or None,
+                storage_options=location.options,
                 commit_properties=props,
             )
     except CommitFailedError as exc:
         raise ConcurrentWrite(
-            f"table {path.name!r}: another writer committed first; nothing was written ({exc})"
+            f"table {location.name!r}: another writer committed first; nothing was written ({exc})"
         ) from None
     except DeltaError as exc:
-        if not state.exists and (path / DELTA_LOG).is_dir():  # another ingest created it first
+        if not state.exists and location.has_log():  # another ingest created it first
             raise ConcurrentWrite(
-                f"table {path.name!r} was created by another writer meanwhile; nothing was written"
+                f"table {location.name!r} was created by another writer meanwhile; nothing was written"
             ) from None
-        raise IngestError(f"table {path.name!r}: {exc}") from None
+        raise _write_error(location, exc, "cannot be written") from None
     except (ValueError, TypeError, pa.ArrowException) as exc:  # e.g. a type Delta cannot store
-        raise SchemaMismatch(f"table {path.name!r}: {exc}") from None
-    return latest_delta_version(path)
+        raise SchemaMismatch(f"table {location.name!r}: {exc}") from None
+    except OSError as exc:
+        raise _write_error(location, exc, "cannot be written") from None
+    return location.latest_version()
 
 
-def _check_written(path: Path, files: Sequence[WrittenFile]) -> None:
+def _check_written(location: TableLocation, files: Sequence[WrittenFile]) -> None:
     """Every file about to be committed is still there, whole: a commit naming a missing file
-    would make every later read of the table fail. (The writers lock keeps vacuum away; this
-    catches anything else that deleted or truncated one.)"""
+    would make every later read of the table fail. (The writers lock keeps this host's vacuum
+    away; this catches anything else that deleted or truncated one, another host included.)"""
     for f in files:
-        try:
-            size = (path / f.path).stat().st_size
-        except FileNotFoundError:
-            size = None
+        size = location.file_size(f.path)
         if size != f.size:
             what = "is gone" if size is None else f"has {size} bytes instead of {f.size}"
             raise ConcurrentWrite(
-                f"table {path.name!r}: {f.path}, written by this ingest, {what} before its commit "
+                f"table {location.name!r}: {f.path}, written by this ingest, {what} before its commit "
                 "(deleted by another process?); nothing was committed"
             )
 
 
 def write_stream(
-    path: Path,
+    path: Path | TableLocation,
     reader: pa.RecordBatchReader,
     *,
     partitions: Sequence[str],
@@ -163,24 +178,26 @@ def write_stream(
     from deltalake.exceptions import CommitFailedError, DeltaError, SchemaMismatchError
     from deltalake.transaction import CommitProperties
 
+    location = TableLocation.of(path)
     try:
         write_deltalake(
-            str(path),
+            location.uri,
             reader,
             mode=mode,
             partition_by=list(partitions) or None,
             schema_mode=schema_mode,
+            storage_options=location.options,
             commit_properties=CommitProperties(custom_metadata=metadata),
         )
     except SchemaMismatchError as exc:
-        raise SchemaMismatch(f"table {path.name!r}: {exc}") from None
+        raise SchemaMismatch(f"table {location.name!r}: {exc}") from None
     except CommitFailedError as exc:
         raise ConcurrentWrite(
-            f"table {path.name!r}: another writer committed first; nothing was written ({exc})"
+            f"table {location.name!r}: another writer committed first; nothing was written ({exc})"
         ) from None
-    except DeltaError as exc:
-        raise IngestError(f"table {path.name!r}: {exc}") from None
-    return latest_delta_version(path)
+    except (DeltaError, OSError) as exc:
+        raise _write_error(location, exc, "cannot be written") from None
+    return location.latest_version()
 
 
 def write_table(
@@ -193,13 +210,15 @@ def write_table(
     add_columns: bool = False,
 ) -> int:
     """Write Arrow data as one Delta commit and return the new version (delta-rs writer)."""
-    path = writable_path(catalog, table)
+    location = writable_location(catalog, table)
     reader = data.to_reader() if isinstance(data, pa.Table) else data
     schema_mode = "merge" if add_columns else ("overwrite" if mode == "overwrite" else None)
     with locks.writing(catalog.data_dir, table):
-        return write_stream(
-            path, reader, partitions=partition_by or (), mode=mode, schema_mode=schema_mode, metadata={}
+        version = write_stream(
+            location, reader, partitions=partition_by or (), mode=mode, schema_mode=schema_mode, metadata={}
         )
+    catalog.forget_names()
+    return version
 
 
 def remove_uncommitted(path: Path, files: Iterable[Path]) -> None:
@@ -213,7 +232,7 @@ def remove_uncommitted(path: Path, files: Iterable[Path]) -> None:
             except OSError:
                 break
             parent = parent.parent
-    if path.is_dir() and not (path / DELTA_LOG).exists():
+    if path.is_dir() and not TableLocation.of(path).has_log():
         with contextlib.suppress(OSError):  # not empty: someone else is writing there
             path.rmdir()  # a brand-new table that never committed leaves nothing behind
 
@@ -227,12 +246,14 @@ def _delta(catalog: Catalog, table: str):
 
 def _managed(catalog: Catalog, table: str) -> tuple[str, Any]:
     """(the table's name as the catalog spells it, its DeltaTable)."""
-    from deltalake import DeltaTable
-
     name = catalog.resolve(table)
     if catalog.is_external(name):
         raise TableReadOnly(f"table {name!r} is external: it has no Delta history")
-    return name, DeltaTable(str(catalog.table_path(name)))
+    location = catalog.location_of(name)
+    try:
+        return name, location.delta_table()
+    except Exception as exc:
+        raise _write_error(location, exc, "cannot be read") from None
 
 
 def _rows_added(entry: dict[str, Any]) -> int | None:
@@ -322,7 +343,7 @@ def rollback(catalog: Catalog, table: str, version: int) -> int:
     if not 0 <= version <= dt.version():
         raise IngestError(f"table {table!r} has versions 0..{dt.version()}; cannot roll back to {version}")
     with locks.maintenance(catalog.data_dir, name):  # no vacuum deletes its files meanwhile
-        missing = _missing_files(catalog.table_path(name), version)
+        missing = _missing_files(catalog.location_of(name), version)
         if missing:
             raise VersionUnavailable(
                 f"table {table!r}: version {version} cannot be restored: {missing} of its data files are gone "
@@ -342,15 +363,13 @@ def rollback(catalog: Catalog, table: str, version: int) -> int:
     return dt.version()
 
 
-def _missing_files(path: Path, version: int) -> int:
+def _missing_files(location: TableLocation, version: int) -> int:
     """How many data files of ``version`` are gone (all of them when its log entry is)."""
-    from deltalake import DeltaTable
-
     try:
-        files = DeltaTable(str(path), version=version).file_uris()
+        files = location.delta_table(version).file_uris()
     except Exception:  # the log of that version was cleaned up
         return 1
-    return sum(not os.path.exists(f[len("file://") :] if f.startswith("file://") else f) for f in files)
+    return sum(not location.exists(f) for f in files)
 
 
 def table_exists(catalog: Catalog, table: str) -> bool:

@@ -296,3 +296,19 @@ def test_history_lists_versions(managed: engine.Database) -> None:
     managed.ingest(SAMPLE, table="events")
     versions = [h["version"] for h in managed.history("events")]
     assert versions == [1, 0]
+
+
+def test_every_config_key_is_documented() -> None:
+    """Docs are a tested contract: each section and key of the settings appears in README's
+    configuration block, under its section."""
+    import re
+
+    from engine.config import SECTIONS
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = readme.split("## Configuration", 1)[1].split("```toml", 1)[1].split("```", 1)[0]
+    sections = dict(re.findall(r"^\[(\w+)\][^\n]*\n(.*?)(?=^\[|\Z)", block, re.M | re.S))
+    for section, cls in SECTIONS.items():
+        assert section in sections, section
+        for f in dataclasses.fields(cls):
+            assert re.search(rf"^#? ?{f.name} = ", sections[section], re.M), f"{section}.{f.name}"

@@ -117,6 +117,18 @@ class Execution:
             self.control.finish()
             self._close()
 
+    def on_close(self, fn: Callable[[], None]) -> None:
+        """Also run ``fn`` when the query ends (e.g. release the local copies it read)."""
+        first = self._close
+
+        def both() -> None:
+            try:
+                first()
+            finally:
+                fn()
+
+        self._close = both
+
     def cancel(self, reason: str = "cancelled") -> None:
         self.control.cancel(reason)
 

@@ -35,14 +35,17 @@ from engine.prepared import PreparedQuery
 
 def scan(snap: TableSnapshot) -> pl.LazyFrame:
     files = list(snap.files)
-    if snap.format == "delta":
-        if not files:
-            return pl.from_arrow(snap.schema.empty_table()).lazy()
+    if snap.format == "delta" and not files:
+        return pl.from_arrow(snap.schema.empty_table()).lazy()
+    if snap.format == "delta" and snap.root == snap.uri:  # the table's own directory
         return pl.scan_delta(snap.uri, version=snap.version)
     hive = bool(snap.partitions)
     # Polars infers hive columns as Int64/String; keep the types the catalog reports.
     types = pl.from_arrow(snap.schema.empty_table()).schema
     hive_schema = {p: types[p] for p in snap.partitions if p in types} or None
+    if snap.format == "delta":  # local copies of an object-store version's files (engine.filecache)
+        frame = pl.scan_parquet(files, hive_partitioning=hive, hive_schema=hive_schema, missing_columns="insert")
+        return frame.select(snap.schema.names)  # Delta's column order, partition columns included
     if snap.format == "parquet":
         return pl.scan_parquet(files, hive_partitioning=hive, hive_schema=hive_schema, missing_columns="insert")
     if snap.format == "arrow":

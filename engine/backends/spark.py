@@ -263,7 +263,8 @@ class SparkBackend(Backend):
             return spark.sql(f"SELECT {cols} WHERE false")
         reader = spark.read
         if snap.partitions:
-            reader = reader.option("basePath", snap.uri if snap.kind == "managed" else str(_common_root(files)))
+            # root: the table's directory, or its folder in the read cache (object storage)
+            reader = reader.option("basePath", snap.root if snap.kind == "managed" else str(_common_root(files)))
         if snap.format in ("delta", "parquet"):
             frame = reader.parquet(*files)
         elif snap.format == "csv":

@@ -32,7 +32,7 @@ from engine.ingest.plan import Plan, plan_columns, widens
 from engine.ingest.sources import FORMATS, Source, estimate_rows, open_source
 from engine.ingest.summary import IngestSummary
 from engine.ingest.types import TYPE_TABLE
-from engine.storage import WriteMode, writable_path
+from engine.storage import WriteMode, writable_location
 
 __all__ = [
     "BATCH_ROWS",
@@ -68,18 +68,21 @@ def ingest(
     """Write ``source`` (paths, globs, directories, ``"-"`` for stdin, a pyarrow Table or
     RecordBatchReader, a Polars or pandas frame) into managed ``table`` as one Delta commit."""
     started = time.perf_counter()
-    path = writable_path(catalog, table)  # refuse a bad or read-only name before reading any input
+    location = writable_location(catalog, table)  # refuse a bad or read-only name before reading any input
     _check_options(mode, schema_evolution)
     quarantine = _parse_on_error(on_error)
-    src = open_source(source, format, spool_dir=catalog.data_dir / ".colonnade" / "tmp")
+    spool = catalog.data_dir / ".colonnade" / "tmp"
+    src = open_source(source, format, spool_dir=spool, stores=catalog.store_for)
     try:
         # The writers lock, from before the first file is written until the commit: vacuum never
         # takes this ingest's uncommitted files for a crashed ingest's leftovers.
         with locks.writing(catalog.data_dir, table), connect(catalog.data_dir, threads, memory_limit) as con:
-            job = Job(con, src, path, table, mode, schema_evolution, quarantine, progress)
+            staging = catalog.data_dir / ".colonnade" / "staging" if location.remote else None
+            job = Job(con, src, location, table, mode, schema_evolution, quarantine, progress, staging)
             version, rows, rejected, written = job.run(partition_by)
     finally:
         src.cleanup()
+        catalog.forget_names()
     return IngestSummary(
         table=table,
         version=version,

@@ -1,13 +1,19 @@
 """One ingest against one DuckDB connection: plan the SELECT, COPY it into the table directory,
 check for bad rows, and hand the written files to ``storage`` as one Delta commit.
 
+A table on object storage is written the same way through a local staging folder: DuckDB's
+COPY writes there, the files are uploaded beside the table's (in parallel), and only then is
+the commit made; on any failure the uploaded objects are deleted again.
+
 A commit that changes the table's schema or partition layout is streamed through delta-rs's
 writer instead: only it can change metadata in the same commit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +31,8 @@ from engine.ingest.rejects import collect, fail_on_rejects, first_reject, write_
 from engine.ingest.scan import Scan, scan
 from engine.ingest.sources import Source, estimate_rows
 from engine.ingest.stats import delta_stats
+from engine.location import TableLocation
+from engine.processes import pid_alive
 from engine.storage import (
     TableState,
     WriteMode,
@@ -36,6 +44,7 @@ from engine.storage import (
 )
 
 TARGET_FILE_BYTES = "256MB"  # DuckDB starts a new Parquet file past this size
+UPLOAD_THREADS = 8
 _NULL_TEXT = (
     "partition column {!r} holds the text 'NULL', which a hive-style partition path cannot tell from a "
     "null (partition by another column, or map it to another value first)"
@@ -53,21 +62,38 @@ class Job:
         self,
         con: Any,
         src: Source,
-        path: Path,
+        location: Path | TableLocation,
         table: str,
         mode: WriteMode,
         evolution: str,
         quarantine: Path | None,
         progress: ProgressFn | None,
+        staging: Path | None = None,
     ) -> None:
-        self.con, self.src, self.path, self.table = con, src, path, table
+        self.location = TableLocation.of(location)
+        self.con, self.src, self.table = con, src, table
         self.mode, self.evolution, self.quarantine, self.progress = mode, evolution, quarantine, progress
         self.txn = uuid.uuid4().hex[:12]
+        # Where COPY writes: the table's directory, or (object storage) a staging folder of this ingest.
+        self.staged = staging is not None and self.location.remote
+        if self.staged:
+            assert staging is not None
+            _remove_dead_staging(staging)
+            self.path = staging / f"{os.getpid()}-{self.txn}"
+        else:
+            self.path = self.location.path
         self.scan = Scan("")
         self.wrote_quarantine = False
 
     def run(self, partition_by: Sequence[str] | None) -> Outcome:
-        state = table_state(self.path)
+        try:
+            return self._run(partition_by)
+        finally:
+            if self.staged:
+                shutil.rmtree(self.path, ignore_errors=True)
+
+    def _run(self, partition_by: Sequence[str] | None) -> Outcome:
+        state = table_state(self.location)
         target = state if state.exists and self.mode == "append" else TableState(exists=False)
         partitions = _partitions(self.table, target, partition_by)
         if state.exists and self.mode == "overwrite" and not partition_by:
@@ -88,13 +114,16 @@ class Job:
     def _add_files(self, plan: Plan, partitions: Sequence[str], state: TableState) -> Outcome:
         """COPY into the table directory, then commit exactly those files; on failure, delete them."""
         written: list[WrittenFile] = []
+        uploaded: list[str] = []
         try:
             written = self._copy(plan.select, partitions, plan.schema)
             rows = sum(f.rows for f in written)
             rejected = self._settle_rejects()
+            if self.staged:
+                self._upload(written, uploaded)
             meta = {"colonnade.rows": str(rows), "colonnade.rejected": str(rejected)}
             version = commit_files(
-                self.path,
+                self.location,
                 written,
                 schema=plan.schema,
                 partitions=partitions,
@@ -104,9 +133,29 @@ class Job:
             )
         except BaseException:
             remove_uncommitted(self.path, self._own_files())
+            if uploaded and self.location.store is not None:
+                with contextlib.suppress(Exception):  # the store may be what failed: vacuum mops up
+                    self.location.store.delete(uploaded)
             self._drop_quarantine()
             raise
         return version, rows, rejected, written
+
+    def _upload(self, written: list[WrittenFile], uploaded: list[str]) -> None:
+        """Put the staged files beside the table's, in parallel; ``uploaded`` grows as they land
+        (what to delete if the ingest fails)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        store = self.location.store
+        assert store is not None
+
+        def put(f: WrittenFile) -> str:
+            uri = self.location.file_uri(f.path)
+            uploaded.append(uri)  # before the PUT: a half-finished one is deleted too
+            store.upload(self.path / f.path, uri)
+            return uri
+
+        with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="colonnade-upload") as pool:
+            list(pool.map(put, written))
 
     def _copy(self, select: str, partitions: Sequence[str], schema: pa.Schema) -> list[WrittenFile]:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -128,6 +177,8 @@ class Job:
         return [_written(self.path, r, partitions, schema) for r in rows]
 
     def _stream(self, plan: Plan, partitions: Sequence[str], schema_mode: str) -> Outcome:
+        if self.location.remote:
+            return self._stream_remote(plan, partitions, schema_mode)
         before = {p.name for p in self.path.rglob("*.parquet")}
         try:
             reader = self.con.sql(plan.select).to_arrow_reader(BATCH_ROWS)  # DuckDB reads the first chunk here
@@ -150,6 +201,34 @@ class Job:
         new = [p for p in self.path.rglob("*.parquet") if p.name not in before]
         written = [WrittenFile(str(p), p.stat().st_size, 0, {}) for p in new]
         return version, counter.rows, counter.rejected, written
+
+    def _stream_remote(self, plan: Plan, partitions: Sequence[str], schema_mode: str) -> Outcome:
+        """delta-rs's writer straight to object storage (files it wrote before a failure stay
+        invisible, for ``vacuum``)."""
+        try:
+            reader = self.con.sql(plan.select).to_arrow_reader(BATCH_ROWS)
+        except Exception as exc:
+            raise self._read_error(exc) from None
+        counter = _Counter(self._settle_rejects)
+        counted = pa.RecordBatchReader.from_batches(plan.schema, counter.count(reader, plan.schema))
+        try:
+            version = write_stream(
+                self.location, counted, partitions=partitions, mode=self.mode, schema_mode=schema_mode, metadata={}
+            )
+        except Exception:
+            self._drop_quarantine()
+            if isinstance(counter.error, IngestError):
+                raise counter.error from None
+            if counter.error is not None:
+                raise self._read_error(counter.error) from None
+            raise
+        before = set(self.location.delta_table(version - 1).file_uris()) if version > 0 else set()
+        fresh = [
+            WrittenFile(uri[len(self.location.uri) + 1 :], size, 0, {})
+            for uri, size in zip(*_files_and_sizes(self.location, version), strict=True)
+            if uri not in before
+        ]
+        return version, counter.rows, counter.rejected, fresh
 
     def _check_zones(self) -> None:
         """Under quarantine, CSV timestamps are parsed by the reader (so that a bad one is a bad
@@ -238,6 +317,21 @@ class _Counter:
         except Exception as exc:
             self.error = exc
             raise
+
+
+def _files_and_sizes(location: TableLocation, version: int) -> tuple[list[str], list[int]]:
+    dt = location.delta_table(version)
+    sizes = pa.table(dt.get_add_actions(flatten=True)).column("size_bytes").to_pylist()
+    return dt.file_uris(), [int(s) for s in sizes]
+
+
+def _remove_dead_staging(staging: Path) -> None:
+    """Staging folders of ingests whose process is gone (killed): their files were never committed."""
+    with contextlib.suppress(OSError):
+        for folder in staging.iterdir():
+            pid = folder.name.split("-", 1)[0]
+            if pid.isdigit() and not pid_alive(int(pid)):
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _partitions(table: str, target: TableState, requested: Sequence[str] | None) -> tuple[str, ...]:

@@ -50,10 +50,10 @@ def scan(con: Any, src: Source, target: TableState, quarantine: bool) -> Scan:
     if src.fmt == "parquet":
         import pyarrow.parquet as pq
 
-        for f in src.files:  # footers only: DuckDB would read a 40-digit decimal as a DOUBLE
+        for f in src.paths:  # footers only: DuckDB would read a 40-digit decimal as a DOUBLE
             check_arrow(pq.read_schema(f))
         return _bound(con, src, Scan(f"read_parquet({files}, {opts[0]})"))
-    dataset = ds.dataset(src.files, format="ipc")  # Arrow IPC files: DuckDB has no reader of its own
+    dataset = ds.dataset(src.paths, format="ipc")  # Arrow IPC files: DuckDB has no reader of its own
     con.register(_SOURCE, arrow_reader(dataset.scanner(batch_size=BATCH_ROWS).to_reader()))
     return _bound(con, src, Scan(ident(_SOURCE)))
 

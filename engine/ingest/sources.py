@@ -1,5 +1,8 @@
-"""What to read: paths, globs, directories, stdin or in-memory data resolved into one ``Source``,
-with its format, size and compression checked before DuckDB opens anything."""
+"""What to read: paths, globs, directories, stdin, object-store URIs or in-memory data resolved
+into one ``Source``, with its format, size and compression checked before DuckDB opens anything.
+
+An object-store source (``s3://bucket/prefix/*.csv``) is downloaded first, file by file, into
+the ingest's scratch folder (DuckDB cannot read object storage here): messages name the URI."""
 
 from __future__ import annotations
 
@@ -9,14 +12,21 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from engine.catalog import EXTENSIONS, format_from_path
+from engine.config import is_object_store
 from engine.errors import EmptySource, SourceNotFound, UnknownFormat
+
+if TYPE_CHECKING:
+    from engine.objectstore import ObjectStore
+
+StoreFor = Callable[[str], "ObjectStore"]
 
 FORMATS = ("csv", "ndjson", "parquet", "arrow")
 _MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
@@ -63,8 +73,11 @@ class Source:
         return self.fmt not in ("csv", "ndjson")
 
 
-def open_source(source: Any, format: str | None = None, *, spool_dir: Path | None = None) -> Source:
-    """Resolve paths, globs, directories, stdin or in-memory data into one ``Source``."""
+def open_source(
+    source: Any, format: str | None = None, *, spool_dir: Path | None = None, stores: StoreFor | None = None
+) -> Source:
+    """Resolve paths, globs, directories, stdin, object-store URIs or in-memory data into one
+    ``Source``; ``stores`` gives the client of an object-store URI's bucket."""
     if format is not None and format not in FORMATS:
         raise UnknownFormat(f"unknown format {format!r} (known: {', '.join(FORMATS)})")
     if isinstance(source, (pa.Table, pa.RecordBatchReader)):
@@ -75,8 +88,14 @@ def open_source(source: Any, format: str | None = None, *, spool_dir: Path | Non
     if not paths:
         raise SourceNotFound("no input given")
     files: list[tuple[str, str]] = []
+    remote: dict[str, int] = {}  # object-store URI -> size
     spooled = None
     for p in map(str, paths):
+        if is_object_store(p):
+            found = _expand_remote(p, format, _store(stores, p))
+            remote.update({uri: size for uri, _, size in found})
+            files += [(uri, fmt) for uri, fmt, _ in found]
+            continue
         if p == "-":
             if format is None:
                 raise UnknownFormat("reading stdin needs --format (csv, ndjson, parquet or arrow)")
@@ -89,23 +108,63 @@ def open_source(source: Any, format: str | None = None, *, spool_dir: Path | Non
         raise UnknownFormat(f"one ingest takes one format; got {', '.join(sorted(formats))} (pass --format)")
     names = [f for f, _ in files]
     src = Source(formats.pop(), files=names, spooled=spooled)
-    src.bytes_in = sum(_check_file(f) for f in names)
-    src.compression = _compression(src)
-    src.aliases = _aliases(names, src.fmt, spool_dir or Path(tempfile.gettempdir()))
+    try:
+        src.aliases = _aliases(names, src.fmt, spool_dir or Path(tempfile.gettempdir()), remote, stores)
+        src.bytes_in = sum(_check_file(src.aliases.get(f, f), f) for f in names)
+        src.compression = _compression(src)
+    except BaseException:
+        src.cleanup()
+        raise
     return src
 
 
-def _aliases(files: list[str], fmt: str, spool_dir: Path) -> dict[str, str]:
-    """Symlinks for the files DuckDB cannot open by name (see ``Source.aliases``)."""
-    awkward = [f for f in files if any(ch in f for ch in "*?[\\")]
+def _store(stores: StoreFor | None, uri: str) -> ObjectStore:
+    if stores is None:
+        from engine.config import StorageSettings
+        from engine.objectstore import ObjectStore
+
+        return ObjectStore(uri, StorageSettings())
+    return stores(uri)
+
+
+def _expand_remote(arg: str, format: str | None, store: ObjectStore) -> list[tuple[str, str, int]]:
+    """An object-store source as (URI, format, size): one object, a prefix's objects of the
+    format, or a glob's matches."""
+    fmt = format or format_from_path(arg)
+    if fmt is None and not any(ch in arg for ch in "*?["):  # a prefix: its files' one format
+        listed = [uri for uri, _, _ in store.match(arg, set(EXTENSIONS))[1]]
+        found = {f for uri in listed if (f := format_from_path(uri))}
+        if len(found) != 1:
+            raise UnknownFormat(f"cannot tell the format of {arg}; pass --format ({', '.join(FORMATS)})")
+        fmt = found.pop()
+    if fmt is None:
+        raise UnknownFormat(f"cannot tell the format of {arg}; pass --format ({', '.join(FORMATS)})")
+    suffixes = {ext for ext, f in EXTENSIONS.items() if f == fmt}
+    matched = store.match(arg, suffixes)[1]
+    if not matched:
+        raise SourceNotFound(f"{arg}: no objects match")
+    return [(uri, fmt, size) for uri, size, _ in matched]
+
+
+def _aliases(
+    files: list[str], fmt: str, spool_dir: Path, remote: dict[str, int], stores: StoreFor | None
+) -> dict[str, str]:
+    """Local names for the files DuckDB cannot open by theirs (see ``Source.aliases``):
+    symlinks to awkward paths, downloads of object-store ones."""
+    awkward = [f for f in files if f in remote or any(ch in f for ch in "*?[\\")]
     if not awkward:
         return {}
     folder = Path(tempfile.mkdtemp(prefix="names-", dir=_mkdir(spool_dir)))
     out = {}
     for i, f in enumerate(awkward):
         alias = folder / f"{i}.{fmt}"
-        alias.symlink_to(f)
         out[f] = str(alias)
+        if f in remote:
+            if remote[f] == 0:
+                raise EmptySource(f"{f}: file is empty")
+            _store(stores, f).download(f, alias, what=f"cannot read {f}")
+        else:
+            alias.symlink_to(f)
     return out
 
 
@@ -151,15 +210,16 @@ def _not_found(arg: str, what: str) -> list[tuple[str, str]]:
     raise SourceNotFound(f"{arg}: {what}")
 
 
-def _check_file(path: str) -> int:
+def _check_file(path: str, name: str) -> int:
+    """The size of ``path`` (``name`` is what messages call it)."""
     try:
         size = os.stat(path).st_size
     except OSError as exc:
-        raise SourceNotFound(f"{path}: {exc.strerror}") from None
+        raise SourceNotFound(f"{name}: {exc.strerror}") from None
     if size == 0:
-        raise EmptySource(f"{path}: file is empty")
+        raise EmptySource(f"{name}: file is empty")
     if not os.access(path, os.R_OK):
-        raise SourceNotFound(f"{path}: permission denied")
+        raise SourceNotFound(f"{name}: permission denied")
     return size
 
 
@@ -167,7 +227,7 @@ def _compression(src: Source) -> str | None:
     """Detect gzip/zstd by magic bytes, whatever the name says (a ``.csv`` that is gzip)."""
     found = set()
     for f in src.files:
-        with open(f, "rb") as fh:
+        with open(src.aliases.get(f, f), "rb") as fh:
             head = fh.read(4)
         kind = next((k for magic, k in _MAGIC.items() if head.startswith(magic)), None)
         if kind and src.typed:
@@ -190,10 +250,10 @@ def estimate_rows(src: Source, sample_bytes: int = 1 << 20) -> int | None:
     if src.typed:
         import pyarrow.dataset as ds
 
-        return ds.dataset(src.files, format="ipc" if src.fmt == "arrow" else "parquet").count_rows()
+        return ds.dataset(src.paths, format="ipc" if src.fmt == "arrow" else "parquet").count_rows()
     if src.compression not in (None, "gzip"):
         return None
-    with open(src.files[0], "rb") as raw:
+    with open(src.paths[0], "rb") as raw:
         if src.compression == "gzip":
             import gzip
 

@@ -62,9 +62,16 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve(
-    data_dir: Path, *, workers: int = 1, env: dict[str, str] | None = None, cwd: Path | None = None
+    data_dir: Path | str,
+    *,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    log_dir: Path | None = None,
 ) -> Iterator[Server]:
-    """Run ``colonnade serve`` in ``cwd`` (default: beside the data dir, never the repository)."""
+    """Run ``colonnade serve`` in ``cwd`` (default: beside the data dir, never the repository);
+    an object-store data dir (a URI) needs a ``log_dir``."""
+    log_dir = log_dir if log_dir is not None else Path(data_dir).parent
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("COLONNADE_")}
     # Sized for a busy machine (tests/conftest.py): a test that wants a timeout sets one.
@@ -82,15 +89,15 @@ def serve(
         "--workers",
         str(workers),
     ]
-    log_path = data_dir.parent / f"server-{port}.log"
+    log_path = log_dir / f"server-{port}.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, env=environ, start_new_session=True, cwd=cwd or data_dir.parent
+        cmd, stdout=log, stderr=subprocess.STDOUT, env=environ, start_new_session=True, cwd=cwd or log_dir
     )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_healthy(url, process)
-        yield Server(url, process, data_dir, log_path)
+        yield Server(url, process, Path(data_dir), log_path)
     finally:
         stop_process_group(process, timeout_s=15)  # it may have died on its own: fine
         log.close()
