@@ -44,6 +44,7 @@ class Answered:
     versions: tuple[tuple[str, str], ...]  # (table, fingerprint)
     engine: str
     format: str
+    disposition: str | None  # the Content-Disposition the full path sent, if any
 
 
 def request_key(scope: Scope) -> str | None:
@@ -135,6 +136,8 @@ class HitPath:
             headers.append((b"content-type", media_type.encode()))
         if etag is not None:
             headers.append((b"etag", weak(etag).encode()))
+        if answered.disposition is not None and status == 200:
+            headers.append((b"content-disposition", answered.disposition.encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         cache = "hit" if status == 200 else "not_modified"

@@ -125,8 +125,7 @@ class QueryService:
         headers[MAX_BYTES_HEADER] = str(self.db.settings.limits.max_result_bytes)  # a cut stream is this cap
         if etag is not None:
             headers["ETag"] = weak(etag)
-        if q.fmt != "json":
-            headers["Content-Disposition"] = content_disposition(self._file_name(q, key), q.fmt)
+        headers.update(self._disposition(q, key))
         relay = self._relay(running, key if running.prepared.cacheable else None, record)
         # An async generator that is never started never runs its finally block (the client may
         # vanish before the response body starts): free the engine and the slot when it is dropped.
@@ -186,7 +185,7 @@ class QueryService:
             **answer.headers,
             ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}",
             "X-Colonnade-Cache": cache,
-            "Content-Disposition": content_disposition(self._file_name(q, self._key_of(stored)), q.fmt),
+            **self._disposition(q, self._key_of(stored)),
         }
         sent = sum(last - first + 1 for first, last in answer.parts)
         self.ops.finish(record, "ok", cache=cache, rows=rows, bytes=sent, status=answer.status)
@@ -201,8 +200,11 @@ class QueryService:
         return stored.path.name.split("-", 1)[0]
 
     @staticmethod
-    def _file_name(q: QueryRequest, key: str) -> str:
-        return q.name or f"query-{key[:8]}"
+    def _disposition(q: QueryRequest, key: str) -> dict[str, str]:
+        """The download name of a result file (one per query); JSON is shown in a browser."""
+        if q.fmt == "json":
+            return {}
+        return {"Content-Disposition": content_disposition(q.name or f"query-{key[:8]}", q.fmt)}
 
     def _cached(
         self, request: Request, q: QueryRequest, prepared: PreparedQuery, record: QueryRecord, started: float
@@ -223,6 +225,7 @@ class QueryService:
         headers = {ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}", "X-Colonnade-Cache": "hit"}
         if etag is not None:
             headers["ETag"] = weak(etag)
+        headers.update(self._disposition(q, key))
         self.ops.finish(record, "ok", cache="hit", rows=None, bytes=len(hit.body))
         return Response(hit.body, media_type=hit.media_type, headers=headers)
 
@@ -231,7 +234,9 @@ class QueryService:
         Not a query over catalog views: its answer changes when tables come and go."""
         if not prepared.query.views:
             versions = tuple((name, snap.fingerprint) for name, snap in prepared.tables.items())
-            self.answered.remember(q.request_key, Answered(key, etag, versions, prepared.engine, q.fmt))
+            disposition = self._disposition(q, key).get("Content-Disposition")
+            answered = Answered(key, etag, versions, prepared.engine, q.fmt, disposition)
+            self.answered.remember(q.request_key, answered)
 
     def _key(self, prepared: PreparedQuery, q: QueryRequest) -> str:
         limits = self.db.settings.limits

@@ -146,6 +146,10 @@ def commit_files(
         raise SchemaMismatch(f"table {location.name!r}: {exc}") from None
     except OSError as exc:
         raise _write_error(location, exc, "cannot be written") from None
+    except Exception as exc:  # delta-rs raises its schema checks as a bare Exception
+        if "Schema error" not in str(exc):
+            raise
+        raise SchemaMismatch(f"table {location.name!r}: {exc}; nothing was written") from None
     return location.latest_version()
 
 

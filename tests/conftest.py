@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -66,6 +66,23 @@ def spark_remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("spark") / "spark-connect.log"
     with local_connect_server(free_port(), log=log) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def spark_databases(spark_remote: str) -> Iterator[Callable[[Path], engine.Database]]:
+    """Databases on the Spark engine, one per data dir, all closed before the server stops."""
+    from engine.config import load_settings
+
+    opened: list[engine.Database] = []
+
+    def open_one(data_dir: Path) -> engine.Database:
+        settings = load_settings(environ={"COLONNADE_SPARK_REMOTE": spark_remote})
+        opened.append(engine.Database(data_dir, settings=settings))
+        return opened[-1]
+
+    yield open_one
+    for database in opened:
+        database.close()
 
 
 @pytest.fixture(scope="session")

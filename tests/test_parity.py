@@ -149,23 +149,6 @@ def assert_same_result(sql: str, left: pa.Table, right: pa.Table, *, exact_schem
 
 
 @pytest.fixture(scope="session")
-def spark_databases(spark_remote: str) -> Iterator[Callable[[Path], engine.Database]]:
-    """Databases on the Spark engine, one per data dir, all closed before the server stops."""
-    from engine.config import load_settings
-
-    opened: list[engine.Database] = []
-
-    def open_one(data_dir: Path) -> engine.Database:
-        settings = load_settings(environ={"COLONNADE_SPARK_REMOTE": spark_remote})
-        opened.append(engine.Database(data_dir, settings=settings))
-        return opened[-1]
-
-    yield open_one
-    for database in opened:
-        database.close()
-
-
-@pytest.fixture(scope="session")
 def run(request: pytest.FixtureRequest) -> Callable[[Path, str], pa.Table]:
     """Run a case on an engine once per session (the Spark server starts only when needed)."""
     memo: dict[tuple[Path, str], pa.Table | ColonnadeError] = {}

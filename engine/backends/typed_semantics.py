@@ -9,12 +9,14 @@ already rewritten operands. The rules here hold for every engine; each backend a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 
 from sqlglot import exp
 from sqlglot.errors import OptimizeError, SqlglotError
 from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
+from sqlglot.schema import MappingSchema
 
 from engine.backends.reference import duckdb_type_names
 from engine.backends.semantics import aggregate_argument, set_aggregate_argument
@@ -27,6 +29,8 @@ INTEGERS = exp.DataType.INTEGER_TYPES | {T.BOOLEAN}
 FLOATS = {T.DOUBLE, T.FLOAT}
 TIMESTAMPS = {T.TIMESTAMP, T.DATETIME, T.TIMESTAMPNTZ, T.TIMESTAMP_S, T.TIMESTAMP_MS, T.TIMESTAMP_NS}
 TEMPORAL = {T.DATE, *TIMESTAMPS}
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 
 
 def annotate(ast: exp.Expression, tables: Mapping[str, TableSnapshot]) -> exp.Expression:
@@ -35,13 +39,13 @@ def annotate(ast: exp.Expression, tables: Mapping[str, TableSnapshot]) -> exp.Ex
     try:
         ast = qualify(
             ast,
-            schema=schema,
+            schema=_sqlglot_schema(schema),
             dialect="duckdb",
             quote_identifiers=False,
             identify=False,
             validate_qualify_columns=False,
         )
-        ast = annotate_types(ast, schema=schema, dialect="duckdb")
+        ast = annotate_types(ast, schema=_sqlglot_schema(schema), dialect="duckdb")
     except (OptimizeError, SqlglotError, KeyError, ValueError) as exc:
         raise UnsupportedQuery(
             f"this engine cannot resolve the columns of this query ({exc}): run it on DuckDB"
@@ -49,21 +53,49 @@ def annotate(ast: exp.Expression, tables: Mapping[str, TableSnapshot]) -> exp.Ex
     return _spell_base_columns(ast, schema)
 
 
+def _fold(name: str) -> str:
+    """A name as DuckDB (and sqlglot's DuckDB dialect) matches it: ASCII letters lowered only."""
+    return name.translate(_ASCII_LOWER)
+
+
+def _sqlglot_schema(schema: Mapping[str, Mapping[str, str]]) -> MappingSchema:
+    """The schema keyed as sqlglot keys the query's names: folded as DuckDB folds (ASCII only).
+
+    Built by hand: sqlglot would parse each key as SQL (a name ``\\tx`` becomes ``x``). Two
+    columns that only ASCII case tells apart are one name to DuckDB: refused, never guessed at."""
+    keyed: dict[str, dict[str, str]] = {}
+    for relation, columns in schema.items():
+        folded = {_fold(name): dtype for name, dtype in columns.items()}
+        if len(folded) < len(columns):
+            clash = sorted(name for name in columns if sum(_fold(n) == _fold(name) for n in columns) > 1)
+            raise UnsupportedQuery(
+                f"this engine cannot tell apart columns that differ only in case ({', '.join(map(repr, clash))}): "
+                "run it on DuckDB"
+            )
+        keyed[_fold(relation)] = folded
+    return MappingSchema(keyed, dialect="duckdb", normalize=False)
+
+
 def _spell_base_columns(ast: exp.Expression, schema: Mapping[str, Mapping[str, str]]) -> exp.Expression:
     """DuckDB folds identifiers' case and the other engines do not: ``qualify`` wrote every
     name folded, so a column of a catalog table gets its schema's spelling back, quoted (names
     the query itself makes, CTE and select aliases, stay folded: consistently so)."""
-    spelled = {relation.lower(): {c.lower(): c for c in columns} for relation, columns in schema.items()}
+    spelled = {_fold(relation): {_fold(c): c for c in columns} for relation, columns in schema.items()}
     sources = {
-        table.alias_or_name.lower(): spelled[table.name.lower()]
+        _fold(table.alias_or_name): spelled[_fold(table.name)]
         for table in ast.find_all(exp.Table)
-        if isinstance(table.this, exp.Identifier) and table.name.lower() in spelled
+        if isinstance(table.this, exp.Identifier) and _fold(table.name) in spelled
     }
     for column in ast.find_all(exp.Column):
-        names = sources.get(column.table.lower()) if column.table else None
-        actual = names.get(column.name.lower()) if names else None
+        names = sources.get(_fold(column.table)) if column.table else None
+        actual = names.get(_fold(column.name)) if names else None
         if actual is not None and actual != column.name:
             column.set("this", exp.to_identifier(actual, quoted=True))
+    # ``quote_identifiers=False`` left names such as ``tstz_+05:45`` bare: quote every name that
+    # is not a plain identifier, or the target dialect reads it as an expression.
+    for identifier in ast.find_all(exp.Identifier):
+        if not identifier.quoted and not _PLAIN_NAME.fullmatch(identifier.name):
+            identifier.set("quoted", True)
     return ast
 
 

@@ -7,7 +7,7 @@ and fills missing ones with NULL; ``strict`` refuses both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
@@ -16,7 +16,16 @@ from engine.errors import IngestError, SchemaMismatch
 from engine.ingest.duck import ident
 from engine.ingest.scan import Scan
 from engine.ingest.sources import Source
-from engine.ingest.types import TIMESTAMP_KINDS, Stored, delta_schema, duck_types, parse_timestamp, store
+from engine.ingest.types import (
+    TIMESTAMP_KINDS,
+    Stored,
+    check_names,
+    delta_name,
+    delta_schema,
+    duck_types,
+    parse_timestamp,
+    store,
+)
 from engine.storage import TableState
 
 __all__ = ["Plan", "duck_types", "plan_columns", "widens"]
@@ -39,7 +48,13 @@ def plan_columns(con: Any, scan: Scan, src: Source, target: TableState, evolutio
     the schema-evolution policy."""
     if not scan.columns:
         raise IngestError("the input has no columns")
-    incoming = {name: _stored(name, typ, scan) for name, typ in scan.columns.items()}
+    check_names(scan.columns)
+    # Delta matches names case-insensitively: an input column takes the table's spelling.
+    spelling = {delta_name(f.name): f.name for f in target.schema} if target.schema is not None else {}
+    incoming = {}
+    for name, typ in scan.columns.items():
+        spelled = spelling.get(delta_name(name), name)
+        incoming[spelled] = replace(_stored(name, typ, scan), name=spelled)
     if not target.exists:
         select = ", ".join(s.expr for s in incoming.values())
         return Plan(f"SELECT {select} FROM {scan.sql}", _arrow_schema(con, incoming), False)

@@ -12,12 +12,13 @@ so nothing is stored rounded or wrapped. ``TYPE_TABLE`` is the documented table 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
-from engine.errors import UnsupportedType
+from engine.errors import SchemaMismatch, UnsupportedType
 from engine.ingest.duck import ident as _ident
 from engine.ingest.duck import lit as _lit
 
@@ -222,10 +223,32 @@ def duck_types(con: Any, schema: pa.Schema) -> dict[str, str]:
 # -- Arrow inputs --------------------------------------------------------------------------
 
 
+def delta_name(name: str) -> str:
+    """A column name as Delta matches it: case-insensitively (and DuckDB: ASCII case)."""
+    return name.lower()
+
+
+def check_names(names: Iterable[str], where: str = "the input") -> None:
+    """Refuse columns whose names differ only in case: one name to Delta and to DuckDB, which
+    would otherwise rename one (``a_1``) or refuse the commit after the files were written."""
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.get(delta_name(name))
+        if other == name:
+            raise SchemaMismatch(f"{where} has two columns named {name!r}; rename one. Nothing was written")
+        if other is not None:
+            raise SchemaMismatch(
+                f"{where} has columns {other!r} and {name!r}, which differ only in case: Delta matches "
+                "column names case-insensitively; rename one. Nothing was written"
+            )
+        seen[delta_name(name)] = name
+
+
 def check_arrow(schema: pa.Schema) -> pa.Schema | None:
     """Refuse the Arrow types no Delta column can hold, naming the column; return the schema to
     cast the input to first when DuckDB cannot scan a type Delta can hold (float16, a
     decimal256 of at most 38 digits), else None."""
+    check_names(schema.names)
     fields = []
     for f in schema:
         try:

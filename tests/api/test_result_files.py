@@ -6,6 +6,7 @@ same query's Arrow result."""
 from __future__ import annotations
 
 import subprocess
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,6 +131,15 @@ def test_downloads_are_named(server: Server) -> None:
     query = httpx.get(url(server, "parquet"))
     assert query.headers["content-disposition"].startswith('attachment; filename="query-')
     assert "content-disposition" not in httpx.get(url(server, "json")).headers
+    # Every way of answering names the file alike: a miss, a hit, the hit path, a stored file.
+    sql = f"SELECT n_name, {time.time_ns()} AS fresh FROM nation"
+    answers = [httpx.get(f"{server.url}/api/sql", params={"q": sql, "format": "csv"}) for _ in range(3)]
+    answers.append(
+        httpx.get(f"{server.url}/api/sql", params={"q": sql, "format": "csv"}, headers={"Range": "bytes=0-9"})
+    )
+    assert [a.headers["x-colonnade-cache"] for a in answers[:2]] == ["miss", "hit"]
+    names = {a.headers.get("content-disposition") for a in answers}
+    assert len(names) == 1 and names.pop().startswith('attachment; filename="query-'), names
 
 
 def test_the_console_page_says_its_charset_once(server: Server) -> None:

@@ -174,8 +174,10 @@ def test_csv_download_is_byte_identical_to_the_api(open_console, api: httpx.Clie
     download = info.value
     saved = tmp_path / download.suggested_filename
     download.save_as(saved)
-    assert download.suggested_filename == "result.csv"
     expected = api.get("/api/sql", params={"q": sql, "format": "csv"})
+    # The server names the file (one name per query), as it does for curl -OJ.
+    assert expected.headers["content-disposition"] == f'attachment; filename="{download.suggested_filename}"'
+    assert re.fullmatch(r"query-[0-9a-f]{8}\.csv", download.suggested_filename)
     assert expected.headers["content-type"].startswith("text/csv")
     assert saved.read_bytes() == expected.content
     assert expected.content.count(b"\n") == 501
