@@ -16,10 +16,10 @@ from sqlglot.errors import OptimizeError, SqlglotError
 from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 
-from engine.backends.reference import duckdb_type_names
 from engine.backends.semantics import aggregate_argument, set_aggregate_argument
 from engine.catalog import TableSnapshot
 from engine.errors import UnsupportedQuery
+from engine.sqltext import duckdb_types
 
 Rule = Callable[[exp.Expression], exp.Expression]
 T = exp.DataType.Type
@@ -31,7 +31,7 @@ TEMPORAL = {T.DATE, *TIMESTAMPS}
 
 def annotate(ast: exp.Expression, tables: Mapping[str, TableSnapshot]) -> exp.Expression:
     """``ast`` (owned by the caller) qualified against the snapshots' schemas, typed."""
-    schema = {name: duckdb_type_names(snap) for name, snap in tables.items()}
+    schema = {name: duckdb_types(snap.schema) for name, snap in tables.items()}
     try:
         ast = qualify(
             ast,
