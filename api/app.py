@@ -19,7 +19,7 @@ from api.head import HeadAsGet
 from api.metrics import Metrics
 from api.operations import RUNTIME_DIR_ENV, Operations
 from api.problems import EXCEPTION_HANDLERS
-from api.query import ELAPSED_HEADER, QUERY_ID_HEADER, QueryService
+from api.query import ELAPSED_HEADER, ENGINE_HEADER, QUERY_ID_HEADER, QueryService
 from engine import __version__
 from engine.config import Settings, load_settings
 from engine.database import Database
@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     cors = CORSConfig(
         allow_origins=settings.server.cors_origins,
         allow_headers=["Authorization", "Content-Type"],
-        expose_headers=["ETag", ELAPSED_HEADER, QUERY_ID_HEADER],
+        expose_headers=["ETag", ELAPSED_HEADER, QUERY_ID_HEADER, ENGINE_HEADER],
     )
     return Litestar(
         route_handlers=handlers,

@@ -131,6 +131,7 @@ class HitPath:
             (ELAPSED_HEADER, f"{(time.perf_counter() - started) * 1000:.3f}".encode()),
             (b"x-colonnade-cache", b"hit" if status == 200 else b"not_modified"),
             (QUERY_ID_HEADER, record.id.encode()),
+            (b"x-colonnade-engine", answered.engine.encode()),
         ]
         if media_type is not None:
             headers.append((b"content-type", media_type.encode()))

@@ -38,6 +38,7 @@ from engine.tokens import Token
 
 ELAPSED_HEADER = "X-Colonnade-Elapsed-Ms"
 QUERY_ID_HEADER = "X-Colonnade-Query-Id"
+ENGINE_HEADER = "X-Colonnade-Engine"  # the engine that answered (engine=auto resolved)
 MAX_BYTES_HEADER = "X-Colonnade-Max-Result-Bytes"
 
 
@@ -121,7 +122,11 @@ class QueryService:
             return await self._materialize(request, running, record, started)
         key = running.key
         etag = etag_for(key) if running.prepared.cacheable and q.cacheable else None
-        headers = {ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}", "X-Colonnade-Cache": "miss"}
+        headers = {
+            ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}",
+            "X-Colonnade-Cache": "miss",
+            ENGINE_HEADER: record.engine,
+        }
         headers[MAX_BYTES_HEADER] = str(self.db.settings.limits.max_result_bytes)  # a cut stream is this cap
         if etag is not None:
             headers["ETag"] = weak(etag)
@@ -142,7 +147,7 @@ class QueryService:
             return cached
         if q.fmt not in RANGEABLE or not prepared.cacheable:
             return None
-        record.tables = list(prepared.tables)
+        record.tables, record.engine = list(prepared.tables), prepared.engine
         stored = await self.run_blocking(self.results.get, self._key(prepared, q), q.fmt)
         return None if stored is None else self._stored(request, q, stored, record, started, "stored")
 
@@ -185,6 +190,7 @@ class QueryService:
             **answer.headers,
             ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}",
             "X-Colonnade-Cache": cache,
+            ENGINE_HEADER: record.engine,
             **self._disposition(q, self._key_of(stored)),
         }
         sent = sum(last - first + 1 for first, last in answer.parts)
@@ -210,7 +216,7 @@ class QueryService:
         self, request: Request, q: QueryRequest, prepared: PreparedQuery, record: QueryRecord, started: float
     ) -> Response | None:
         """A 304 or a cache hit for ``prepared``, or None when the engine must run it."""
-        record.tables = list(prepared.tables)
+        record.tables, record.engine = list(prepared.tables), prepared.engine
         if not prepared.cacheable:  # volatile queries: no cache, no ETag
             return None
         key = self._key(prepared, q)
@@ -222,7 +228,11 @@ class QueryService:
         if hit is None:
             return None
         self._answered(q, prepared, key, etag)
-        headers = {ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}", "X-Colonnade-Cache": "hit"}
+        headers = {
+            ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}",
+            "X-Colonnade-Cache": "hit",
+            ENGINE_HEADER: record.engine,
+        }
         if etag is not None:
             headers["ETag"] = weak(etag)
         headers.update(self._disposition(q, key))
@@ -403,13 +413,14 @@ class _RunningStream:
         """Validate new text: it counts against the query's timeout like the engine's work."""
         self.record.state = "validating"
         self._prepared = self.service._prepare(self.q)
-        self.record.tables = list(self._prepared.tables)
+        self.record.tables, self.record.engine = list(self._prepared.tables), self._prepared.engine
         self.control.check()
 
     def start(self) -> None:
         limits = self.service.db.settings.limits
         self.record.state = "running"
         self.result = self.service.db.execute(self.prepared, control=self.control)
+        self.record.engine = self.result.engine  # engine=auto's choice, after any fallback
         batches = _prefetched(self.result.reader())
         self.chunks = encode(
             self.q.fmt,

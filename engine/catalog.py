@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from engine.config import EXTERNAL_FORMATS, ExternalTable, Settings, StorageSettings, is_object_store
 from engine.errors import ColonnadeError, DataDirError, InvalidTableName, TableNotFound
-from engine.location import DELTA_LOG, TableLocation
+from engine.location import DELTA_LOG, TableLocation, state_path
 
 if TYPE_CHECKING:
     from engine.filecache import FileCache, Lease
@@ -347,7 +347,7 @@ class Catalog:
         with self._lock:
             if self._files is None:
                 workers = max(1, int(os.environ.get("COLONNADE_SERVER_WORKERS", "1") or 1))
-                self._files = FileCache(self.data_dir / ".colonnade" / "cache", self.storage.cache_bytes // workers)
+                self._files = FileCache(state_path(self.data_dir, "cache"), self.storage.cache_bytes // workers)
             return self._files
 
     def localize(

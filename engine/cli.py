@@ -15,6 +15,7 @@ import click
 
 from engine.config import Settings, load_settings
 from engine.errors import ColonnadeError, TableNotFound
+from engine.location import STATE_DIR
 
 OUTPUT_FORMATS = ("table", "csv", "json", "ndjson", "parquet", "arrow")
 ENGINE_CHOICES = ("duckdb", "polars", "spark", "auto")
@@ -202,7 +203,7 @@ def _remove_unused(data_dir: Path) -> None:
     it, so that a failure leaves nothing behind."""
     import shutil
 
-    if data_dir.is_dir() and {p.name for p in data_dir.iterdir()} <= {".colonnade"}:
+    if data_dir.is_dir() and {p.name for p in data_dir.iterdir()} <= {STATE_DIR}:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

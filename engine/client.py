@@ -87,7 +87,7 @@ class RemoteDatabase:
     # -- queries ---------------------------------------------------------------------------
 
     def sql(
-        self, sql: str, params: Sequence[Any] | None = None, engine: str = "duckdb", timeout_s: float | None = None
+        self, sql: str, params: Sequence[Any] | None = None, engine: str | None = None, timeout_s: float | None = None
     ) -> Result:
         if timeout_s is not None:
             timeout_s = check_timeout(timeout_s)  # JSON cannot carry nan or inf: say why here
@@ -111,7 +111,8 @@ class RemoteDatabase:
             finally:
                 response.close()
 
-        return Result(reader.schema, batches(), engine=engine, sql=sql, cancel=response.close)
+        answered_by = response.headers.get("x-colonnade-engine", engine or "")
+        return Result(reader.schema, batches(), engine=answered_by, sql=sql, cancel=response.close)
 
     def ingest(self, *args: Any, **kwargs: Any) -> Any:
         raise ColonnadeError("ingestion is local only: run it on the server's machine (colonnade ingest)")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError, InvalidParameters, ResultTooLarge
+from engine.location import state_path
 
 CONFIG_ENV = "COLONNADE_CONFIG"
 DEFAULT_CONFIG_NAME = "colonnade.toml"
@@ -164,7 +165,7 @@ class Settings:
     def tokens_file(self) -> Path:
         if self.auth.tokens:
             return self._path("auth.tokens", self.auth.tokens)
-        return self.data_dir / ".colonnade" / "tokens.json"
+        return state_path(self.data_dir, "tokens.json")
 
     def _path(self, key: str, value: str) -> Path:
         path = Path(value).expanduser()

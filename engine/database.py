@@ -24,6 +24,7 @@ from engine.catalog import Catalog, TableSnapshot
 from engine.config import Settings, engine_resources, load_settings
 from engine.errors import InvalidRequest, TableNotFound, UnsupportedQuery
 from engine.formats import configure_encoder
+from engine.location import state_path
 from engine.prepared import PreparedQuery, ValidationMemo
 from engine.result import Result
 from engine.sql import ValidatedQuery, validate
@@ -85,7 +86,7 @@ class Database:
                 self.catalog.table_dirs,
                 threads=max(2, self.threads),  # at 1 thread DuckDB fights the GIL (FACTS §4)
                 memory_limit=f"{self.memory_bytes // 1024**2}MB",
-                temp_dir=self.catalog.data_dir / ".colonnade" / "spill",
+                temp_dir=state_path(self.catalog.data_dir, "spill"),
                 max_spill_bytes=self.settings.limits.max_spill_bytes // max(1, self.settings.server.workers),
             )
         if engine == "spark":

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from engine.config import MAX_ROW_BYTES, row_too_wide
 from engine.errors import NotAcceptable, ResultTooLarge
+from engine.sqltext import quote_ident, quote_str
 
 MEDIA_TYPES = {
     "json": "application/json",
@@ -107,7 +108,7 @@ class _JsonRows:
         with self._lock:
             cached = self._sql_cache.get(key)
         if cached is None:
-            cached = f"SELECT {_str(prefix)} || {_json_object(schema)} || {_str(suffix)} AS j FROM batch"
+            cached = f"SELECT {quote_str(prefix)} || {_json_object(schema)} || {quote_str(suffix)} AS j FROM batch"
             with self._lock:
                 self._sql_cache[key] = cached
         return cached
@@ -134,14 +135,6 @@ class _JsonRows:
             cursor.close()
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _str(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _positions(schema: pa.Schema) -> list[str]:
     return [f"c{i}" for i in range(len(schema))]
 
@@ -155,13 +148,13 @@ def _json_object(schema: pa.Schema) -> str:
     if not names:
         return "'{}'"
     if len(set(names)) == len(names) and not any("\x00" in n for n in names):
-        fields = ", ".join(f"{_ident(f.name)} := {_json_value(i, f)}" for i, f in enumerate(schema))
+        fields = ", ".join(f"{quote_ident(f.name)} := {_json_value(i, f)}" for i, f in enumerate(schema))
         return f"to_json(struct_pack({fields}))"
     # One concat() per row, not a chain of ||: each || would make (and free) a string per column.
     parts = []
     for i, f in enumerate(schema):
         parts += [
-            _str(("{" if i == 0 else ",") + json.dumps(f.name) + ":"),
+            quote_str(("{" if i == 0 else ",") + json.dumps(f.name) + ":"),
             f"coalesce(to_json({_json_value(i, f)}), 'null')",
         ]
     return f"concat({', '.join(parts)}, '}}')"

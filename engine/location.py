@@ -19,6 +19,14 @@ if TYPE_CHECKING:
     from engine.objectstore import ObjectStore
 
 DELTA_LOG = "_delta_log"
+STATE_DIR = ".colonnade"  # a data directory's own state: tokens, locks, spill, staging, cache
+
+
+def state_path(data_dir: Path, *parts: str) -> Path:
+    """``<data_dir>/.colonnade/<parts>``: never a table (not an identifier), never read by engines."""
+    return data_dir.joinpath(STATE_DIR, *parts)
+
+
 COMMIT_FILE = re.compile(r"(\d{20})\.json\Z")
 
 

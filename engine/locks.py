@@ -24,13 +24,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from engine.errors import TableBusy
+from engine.location import state_path
 
 LOCK_WAIT_S = 600.0  # a vacuum deletes for seconds; a writer waiting longer names the holder
 _POLL_S = 0.05
 
 
 def _lock_file(data_dir: Path, table: str, kind: str) -> int:
-    folder = data_dir / ".colonnade" / "locks"
+    folder = state_path(data_dir, "locks")
     folder.mkdir(parents=True, exist_ok=True)
     return os.open(folder / f"{table}.{kind}", os.O_RDWR | os.O_CREAT, 0o644)
 
@@ -51,7 +52,7 @@ def _flock(data_dir: Path, table: str, kind: str, mode: int, wait_s: float | Non
                     yield False
                     return
                 if time.monotonic() >= deadline:
-                    where = data_dir / ".colonnade" / "locks" / f"{table}.{kind}"
+                    where = state_path(data_dir, "locks", f"{table}.{kind}")
                     raise TableBusy(
                         f"table {table!r} is busy: another Colonnade process held {where} for {wait_s:.0f} s; try again"
                     ) from None

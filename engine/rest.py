@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from sqlglot import exp
 
 from engine.errors import ColumnNotFound, InvalidParameters, InvalidRequest
-from engine.types import sql_type
+from engine.sqltext import sql_type
 
 RESERVED = frozenset({"select", "order", "limit", "offset", "or", "and", "format", "engine"})
 _COMPARISONS: dict[str, type[exp.Expression]] = {

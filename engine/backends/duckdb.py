@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from engine.backends.base import Backend, QueryControl, Started
 from engine.catalog import TableSnapshot
@@ -29,30 +28,10 @@ from engine.errors import (
     TableNotFound,
 )
 from engine.prepared import PreparedQuery
+from engine.sqltext import duckdb_types, quote_ident, quote_str, sql_literal
 
 KEEP_VIEW_VERSIONS = 8
 VECTOR_ROWS = 2048  # DuckDB's STANDARD_VECTOR_SIZE
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quote_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def sql_literal(value: Any) -> str:
-    """A trusted configuration value (not client input) as a DuckDB literal."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{quote_str(str(k))}: {sql_literal(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(sql_literal(v) for v in value) + "]"
-    return quote_str(str(value))
 
 
 class _Sandbox:
@@ -166,7 +145,7 @@ class DuckDBBackend(Backend):
         return _Sandbox(dirs, self._config, self._temp_dir, self._max_spill)
 
     def _view_sql(self, sandbox: _Sandbox, snap: TableSnapshot) -> str:
-        types = self._duckdb_types(sandbox, snap.schema)
+        types = duckdb_types(snap.schema)
         if not snap.files:  # an empty table: right columns, no rows
             cols = ", ".join(f"CAST(NULL AS {t}) AS {quote_ident(n)}" for n, t in types.items())
             return f"SELECT {cols} WHERE false"
@@ -196,15 +175,6 @@ class DuckDBBackend(Backend):
         if snap.format == "delta":
             return f"SELECT {', '.join(quote_ident(n) for n in types)} FROM {source}"
         return f"SELECT * FROM {source}"
-
-    @staticmethod
-    def _duckdb_types(sandbox: _Sandbox, schema: pa.Schema) -> dict[str, str]:
-        cursor = sandbox.con.cursor()
-        try:
-            relation = cursor.from_arrow(schema.empty_table())
-            return {name: str(t) for name, t in zip(schema.names, relation.types, strict=True)}
-        finally:
-            cursor.close()
 
 
 def translate_error(exc: BaseException) -> ColonnadeError:

@@ -113,20 +113,6 @@ def arrow_type(duckdb_type: str) -> pa.DataType:
         return con.sql(f"SELECT CAST(NULL AS {duckdb_type}) AS v").to_arrow_table().schema.field(0).type
 
 
-_TYPE_NAMES = Memo(1024)
-
-
-def duckdb_type_names(snap: TableSnapshot) -> dict[str, str]:
-    """Column → DuckDB type name, as DuckDB reads the snapshot's table."""
-
-    def read() -> dict[str, str]:
-        with duckdb.connect() as con:
-            relation = con.from_arrow(snap.schema.empty_table())
-            return dict(zip(relation.columns, map(str, relation.types), strict=True))
-
-    return _TYPE_NAMES.get((_key(snap),), read)
-
-
 def reference_schema(prepared: PreparedQuery) -> pa.Schema | None:
     """The schema the DuckDB engine gives the query: names and Arrow types (None for EXPLAIN,
     whose plan is each engine's own). A query DuckDB rejects raises DuckDB's error."""

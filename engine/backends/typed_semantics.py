@@ -18,10 +18,10 @@ from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.schema import MappingSchema
 
-from engine.backends.reference import duckdb_type_names
 from engine.backends.semantics import aggregate_argument, set_aggregate_argument
 from engine.catalog import TableSnapshot
 from engine.errors import UnsupportedQuery
+from engine.sqltext import duckdb_types
 
 Rule = Callable[[exp.Expression], exp.Expression]
 T = exp.DataType.Type
@@ -35,7 +35,7 @@ _PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 
 def annotate(ast: exp.Expression, tables: Mapping[str, TableSnapshot]) -> exp.Expression:
     """``ast`` (owned by the caller) qualified against the snapshots' schemas, typed."""
-    schema = {name: duckdb_type_names(snap) for name, snap in tables.items()}
+    schema = {name: duckdb_types(snap.schema) for name, snap in tables.items()}
     try:
         ast = qualify(
             ast,

@@ -32,6 +32,7 @@ from engine.ingest.plan import Plan, plan_columns, widens
 from engine.ingest.sources import FORMATS, Source, estimate_rows, open_source
 from engine.ingest.summary import IngestSummary
 from engine.ingest.types import TYPE_TABLE
+from engine.location import state_path
 from engine.storage import WriteMode, writable_location
 
 __all__ = [
@@ -71,13 +72,13 @@ def ingest(
     location = writable_location(catalog, table)  # refuse a bad or read-only name before reading any input
     _check_options(mode, schema_evolution)
     quarantine = _parse_on_error(on_error)
-    spool = catalog.data_dir / ".colonnade" / "tmp"
+    spool = state_path(catalog.data_dir, "tmp")
     src = open_source(source, format, spool_dir=spool, stores=catalog.store_for)
     try:
         # The writers lock, from before the first file is written until the commit: vacuum never
         # takes this ingest's uncommitted files for a crashed ingest's leftovers.
         with locks.writing(catalog.data_dir, table), connect(catalog.data_dir, threads, memory_limit) as con:
-            staging = catalog.data_dir / ".colonnade" / "staging" if location.remote else None
+            staging = state_path(catalog.data_dir, "staging") if location.remote else None
             job = Job(con, src, location, table, mode, schema_evolution, quarantine, progress, staging)
             version, rows, rejected, written = job.run(partition_by)
     finally:

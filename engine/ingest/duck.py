@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import BadRow, IngestError
+from engine.location import state_path
+from engine.sqltext import quote_str
 
 if TYPE_CHECKING:
     from engine.ingest.sources import Source
@@ -21,11 +23,11 @@ BATCH_ROWS = 128 * 1024
 def connect(data_dir: Path, threads: int | None, memory_limit: str | None) -> Iterator[Any]:
     import duckdb
 
-    spill = data_dir / ".colonnade" / "spill"
+    spill = state_path(data_dir, "spill")
     spill.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(config={"threads": threads or os.cpu_count() or 2, "memory_limit": memory_limit or "1GB"})
     try:
-        con.execute(f"SET temp_directory = {lit(str(spill))}")  # never spill into the cwd
+        con.execute(f"SET temp_directory = {quote_str(str(spill))}")  # never spill into the cwd
         con.execute("SET TimeZone = 'UTC'")  # zone-less text into a zoned column is UTC, whatever the machine's zone
         con.execute("SET enable_progress_bar = true")  # feeds query_progress(); nothing is printed
         con.execute("SET enable_progress_bar_print = false")
@@ -57,15 +59,7 @@ def path_list(files: list[str]) -> str:
     every path they are given, so ``*``, ``?`` and ``[`` are escaped as the one-character classes
     ``[*]``, ``[?]`` and ``[[]`` (``star*.csv`` must not read ``starA.csv``). Input files whose
     paths hold these come through links (``Source.aliases``); this covers the data directory's."""
-    return "[" + ", ".join(lit(_GLOB_CHARS.sub(r"[\1]", os.path.abspath(f))) for f in files) + "]"
+    return "[" + ", ".join(quote_str(_GLOB_CHARS.sub(r"[\1]", os.path.abspath(f))) for f in files) + "]"
 
 
 _GLOB_CHARS = re.compile(r"([*?\[])")
-
-
-def lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

@@ -25,7 +25,7 @@ from typing import Any
 import pyarrow as pa
 
 from engine.errors import BadRow, IngestError, PartitionMismatch
-from engine.ingest.duck import BATCH_ROWS, engine_error, ident, lit
+from engine.ingest.duck import BATCH_ROWS, engine_error
 from engine.ingest.plan import Plan, plan_columns
 from engine.ingest.rejects import collect, fail_on_rejects, first_reject, write_quarantine
 from engine.ingest.scan import Scan, scan
@@ -33,6 +33,7 @@ from engine.ingest.sources import Source, estimate_rows
 from engine.ingest.stats import delta_stats
 from engine.location import TableLocation
 from engine.processes import pid_alive
+from engine.sqltext import quote_ident, quote_str
 from engine.storage import (
     TableState,
     WriteMode,
@@ -163,12 +164,12 @@ class Job:
             "FORMAT parquet",
             "RETURN_STATS true",
             "APPEND",
-            f"FILENAME_PATTERN {lit(f'part-{self.txn}-{{uuid}}')}",
-            f"FILE_SIZE_BYTES {lit(TARGET_FILE_BYTES)}",
+            f"FILENAME_PATTERN {quote_str(f'part-{self.txn}-{{uuid}}')}",
+            f"FILE_SIZE_BYTES {quote_str(TARGET_FILE_BYTES)}",
         ]
         if partitions:
-            opts.append("PARTITION_BY (" + ", ".join(map(ident, partitions)) + ")")
-        sql = f"COPY ({select}) TO {lit(str(self.path))} ({', '.join(opts)})"
+            opts.append("PARTITION_BY (" + ", ".join(map(quote_ident, partitions)) + ")")
+        sql = f"COPY ({select}) TO {quote_str(str(self.path))} ({', '.join(opts)})"
         with _watch(self.con, self.progress, self.src):
             try:
                 rows = self.con.execute(sql).fetchall()
@@ -357,7 +358,7 @@ def _refuse_null_text(plan: Plan, partitions: Sequence[str]) -> Plan:
     if not guarded:
         return plan
     checks = ", ".join(
-        f"CASE WHEN {ident(c)} = 'NULL' THEN error({lit(_NULL_TEXT.format(c))}) ELSE {ident(c)} END AS {ident(c)}"
+        f"CASE WHEN {quote_ident(c)} = 'NULL' THEN error({quote_str(_NULL_TEXT.format(c))}) ELSE {quote_ident(c)} END AS {quote_ident(c)}"
         for c in guarded
     )
     return replace(plan, select=f"SELECT * REPLACE ({checks}) FROM ({plan.select})")

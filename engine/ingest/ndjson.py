@@ -20,8 +20,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from engine.ingest.duck import ident, lit, path_list
+from engine.ingest.duck import path_list
 from engine.ingest.types import TIMESTAMP_KINDS, zone_mismatch, zone_reason
+from engine.sqltext import quote_ident, quote_str
 
 _DELIM = "\x1f"  # JSON text cannot hold a raw control character, so no valid line contains it
 _MAX_LINE_BYTES = 16 * 1024 * 1024  # read_json's own limit on one object
@@ -33,7 +34,7 @@ def _read_lines(files: list[str], compression: str | None) -> str:
         "columns = {'text': 'VARCHAR'}",
         "header = false",
         "auto_detect = false",
-        f"delim = {lit(_DELIM)}",
+        f"delim = {quote_str(_DELIM)}",
         "quote = ''",
         "escape = ''",
         "strict_mode = false",
@@ -41,7 +42,7 @@ def _read_lines(files: list[str], compression: str | None) -> str:
         f"max_line_size = {_MAX_LINE_BYTES}",
     ]
     if compression:
-        opts.append(f"compression = {lit(compression)}")
+        opts.append(f"compression = {quote_str(compression)}")
     return f"read_csv({path_list(files)}, {', '.join(opts)})"
 
 
@@ -71,31 +72,31 @@ def checked(files: list[str], compression: str | None, types: dict[str, str]) ->
     in the projection beside the row numbering: measured, that keeps DuckDB from inlining them
     into the CASEs above, which ran them ~3x slower under a selection. Everything else is cheap
     on a good line; the string work (trim) runs only on lines that did not parse."""
-    target = lit(json.dumps(types))
-    raw = lit(json.dumps(dict.fromkeys(types, "JSON")))
+    target = quote_str(json.dumps(types))
+    raw = quote_str(json.dumps(dict.fromkeys(types, "JSON")))
     # Only a line that did not parse can be blank: trimming every line would cost more than parsing it.
     blank = "(CASE WHEN text IS NULL THEN true WHEN typed IS NULL THEN trim(text, ' \t\r') = '' ELSE false END)"
     # Valid JSON that does not start with a brace is an array, a string, a number...
     not_object = "(CASE WHEN starts_with(text, '{') THEN false ELSE NOT starts_with(ltrim(text, ' \t\r'), '{') END)"
-    values = [f"struct_extract(raw, {lit(n)})" for n in types]
+    values = [f"struct_extract(raw, {quote_str(n)})" for n in types]
     # A value that is present and not JSON null, yet NULL once typed, did not convert; a struct,
     # map or list column also needs a JSON value of that shape (a string typed as a struct is a
     # struct of NULLs, not NULL); a timestamp's text must have a zone exactly when its column does.
     lost = []  # (condition, reason, column)
     for v, (n, t) in zip(values, types.items(), strict=True):
-        converts = f"{v} IS NOT NULL AND (struct_extract(typed, {lit(n)}) IS NULL{_shape_check(v, t)})"
-        lost.append((converts, f"'cannot convert ' || {v} || {lit(' to ' + t)}", n))
+        converts = f"{v} IS NOT NULL AND (struct_extract(typed, {quote_str(n)}) IS NULL{_shape_check(v, t)})"
+        lost.append((converts, f"'cannot convert ' || {v} || {quote_str(' to ' + t)}", n))
         if t in TIMESTAMP_KINDS:
             text = f"({v} ->> '$')"
             lost.append(
                 (
                     f"json_type({v}) = 'VARCHAR' AND {zone_mismatch(text, t)}",
-                    f"'timestamp ' || {v} || {lit(' ' + zone_reason(n, t))}",
+                    f"'timestamp ' || {v} || {quote_str(' ' + zone_reason(n, t))}",
                     n,
                 )
             )
     reason = " ".join(f"WHEN {cond} THEN {why}" for cond, why, _ in lost)
-    column = " ".join(f"WHEN {cond} THEN {lit(n)}" for cond, _, n in lost)
+    column = " ".join(f"WHEN {cond} THEN {quote_str(n)}" for cond, _, n in lost)
     return (
         f"(SELECT file, rn, {blank} AS blank, typed, text, "
         f"CASE WHEN {blank} THEN NULL WHEN typed IS NULL THEN 'not valid JSON' "
@@ -110,7 +111,7 @@ def _shape_check(value: str, typ: str) -> str:
     """For a nested column: a list or map must convert strictly, element by element; a type
     holding a struct only needs the right JSON shape (strict would refuse a missing field)."""
     if "STRUCT(" not in typ and (typ.endswith("]") or typ.startswith("MAP(")):
-        return f" OR try(json_transform_strict({value}, {lit(json.dumps(typ))})) IS NULL"
+        return f" OR try(json_transform_strict({value}, {quote_str(json.dumps(typ))})) IS NULL"
     if typ.endswith("]"):
         return f" OR json_type({value}) <> 'ARRAY'"
     if typ.startswith(("STRUCT(", "MAP(")):
@@ -120,7 +121,7 @@ def _shape_check(value: str, typ: str) -> str:
 
 def good_rows(checked_lines: str, types: dict[str, str]) -> str:
     """The FROM clause of the lines that parse: one column per entry of ``types``."""
-    cols = ", ".join(f"struct_extract(typed, {lit(n)}) AS {ident(n)}" for n in types)
+    cols = ", ".join(f"struct_extract(typed, {quote_str(n)}) AS {quote_ident(n)}" for n in types)
     return f"(SELECT {cols} FROM {checked_lines} WHERE NOT blank AND reason IS NULL)"
 
 

@@ -13,7 +13,6 @@ from typing import Any
 import pyarrow as pa
 
 from engine.errors import IngestError, SchemaMismatch
-from engine.ingest.duck import ident
 from engine.ingest.scan import Scan
 from engine.ingest.sources import Source
 from engine.ingest.types import (
@@ -26,6 +25,7 @@ from engine.ingest.types import (
     parse_timestamp,
     store,
 )
+from engine.sqltext import quote_ident
 from engine.storage import TableState
 
 __all__ = ["Plan", "duck_types", "plan_columns", "widens"]
@@ -90,13 +90,13 @@ def _cast_to_table(
         if have is None:
             if evolution == "strict":
                 problems.append(f"column {name!r} ({want}) is missing from the input")
-            exprs.append(f"CAST(NULL AS {want}) AS {ident(name)}")
+            exprs.append(f"CAST(NULL AS {want}) AS {quote_ident(name)}")
         elif have.type == want:
             exprs.append(have.expr)
         elif {have.type, want} == set(TIMESTAMP_KINDS):
             problems.append(_zone_clash(name, want))
         elif widens(have.type, want) or (not src.typed and not have.checked):  # text parses into the table's types
-            exprs.append(f"CAST({have.value} AS {want}) AS {ident(name)}")
+            exprs.append(f"CAST({have.value} AS {want}) AS {quote_ident(name)}")
         else:
             problems.append(
                 f"column {name!r} is {want} in the table but {have.type} in the input (not a safe widening)"
@@ -141,5 +141,5 @@ def _decimal(t: str) -> tuple[int, int]:
 def _arrow_schema(con: Any, columns: dict[str, Stored]) -> pa.Schema:
     """The Delta schema of the stored columns, from their types alone: binding the scan again
     would sniff the files again (~0.08 s a bind for a CSV)."""
-    empty = ", ".join(f"CAST(NULL AS {s.type}) AS {ident(n)}" for n, s in columns.items())
+    empty = ", ".join(f"CAST(NULL AS {s.type}) AS {quote_ident(n)}" for n, s in columns.items())
     return delta_schema(con.sql(f"SELECT {empty} WHERE false").to_arrow_table().schema)

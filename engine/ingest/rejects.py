@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import BadRow, IngestError
-from engine.ingest.duck import lit
 from engine.ingest.sources import Source
+from engine.sqltext import quote_str
 
 REJECTS = "colonnade_rejects"
 _QUARANTINE_FORMATS = {".parquet": "parquet", ".ndjson": "json", ".jsonl": "json", ".json": "json"}
@@ -44,7 +44,7 @@ def collect(con: Any, src: Source, bad_lines: str | None = None) -> int:
     else:
         query = _NONE
     if src.aliases:  # name each file as the user did, not by the link DuckDB read it through
-        cases = " ".join(f"WHEN {lit(alias)} THEN {lit(file)}" for file, alias in src.aliases.items())
+        cases = " ".join(f"WHEN {quote_str(alias)} THEN {quote_str(file)}" for file, alias in src.aliases.items())
         query = f"SELECT * REPLACE (CASE file {cases} ELSE file END AS file) FROM ({query})"
     con.execute(f"CREATE OR REPLACE TEMP TABLE {REJECTS} AS {query}")
     return int(con.execute(f"SELECT count(*) FROM {REJECTS}").fetchall()[0][0])
@@ -75,7 +75,9 @@ def write_quarantine(con: Any, quarantine: Path | None) -> None:
     fmt = _QUARANTINE_FORMATS.get(quarantine.suffix.lower(), "csv")
     try:
         quarantine.parent.mkdir(parents=True, exist_ok=True)
-        con.execute(f"COPY (SELECT * FROM {REJECTS} ORDER BY file, line) TO {lit(str(quarantine))} (FORMAT {fmt})")
+        con.execute(
+            f"COPY (SELECT * FROM {REJECTS} ORDER BY file, line) TO {quote_str(str(quarantine))} (FORMAT {fmt})"
+        )
     except Exception as exc:  # an OSError, or DuckDB's IOException
         reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
         raise IngestError(f"cannot write the quarantine file {quarantine}: {reason}; nothing was written") from None

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.ingest import ndjson
-from engine.ingest.duck import BATCH_ROWS, engine_error, ident, lit, path_list
+from engine.ingest.duck import BATCH_ROWS, engine_error, path_list
 from engine.ingest.sources import Source
 from engine.ingest.types import TIMESTAMP_KINDS, arrow_reader, check_arrow, duck_types, stored_type, zone_mismatch
+from engine.sqltext import quote_ident, quote_str
 from engine.storage import TableState
 
 _SOURCE = "_colonnade_source"
@@ -36,13 +37,13 @@ def scan(con: Any, src: Source, target: TableState, quarantine: bool) -> Scan:
     """How to read ``src``; in-memory data and Arrow IPC files are registered on ``con``."""
     if src.data is not None:
         con.register(_SOURCE, arrow_reader(src.data))
-        return _bound(con, src, Scan(ident(_SOURCE)))
+        return _bound(con, src, Scan(quote_ident(_SOURCE)))
     files = path_list(src.paths)
     if src.fmt == "csv":
         return _csv(con, src, target, files, quarantine)
     opts = [f"union_by_name = {str(len(src.files) > 1).lower()}"]
     if src.compression:
-        opts.append(f"compression = {lit(src.compression)}")
+        opts.append(f"compression = {quote_str(src.compression)}")
     if src.fmt == "ndjson":
         return _ndjson(con, src, target, files, opts, quarantine)
     import pyarrow.dataset as ds
@@ -55,7 +56,7 @@ def scan(con: Any, src: Source, target: TableState, quarantine: bool) -> Scan:
         return _bound(con, src, Scan(f"read_parquet({files}, {opts[0]})"))
     dataset = ds.dataset(src.paths, format="ipc")  # Arrow IPC files: DuckDB has no reader of its own
     con.register(_SOURCE, arrow_reader(dataset.scanner(batch_size=BATCH_ROWS).to_reader()))
-    return _bound(con, src, Scan(ident(_SOURCE)))
+    return _bound(con, src, Scan(quote_ident(_SOURCE)))
 
 
 def _bound(con: Any, src: Source, partial: Scan) -> Scan:
@@ -75,7 +76,7 @@ def _csv(con: Any, src: Source, target: TableState, files: str, quarantine: bool
     """CSV with the table's types, so a bad value is a bad row with a line number; reject tables
     record every bad row (and make the sniffer tolerant of a ragged row in its sample instead of
     guessing a wrong dialect). Rejects exclude ``union_by_name``."""
-    dialect = ["header = true"] + ([f"compression = {lit(src.compression)}"] if src.compression else [])
+    dialect = ["header = true"] + ([f"compression = {quote_str(src.compression)}"] if src.compression else [])
     opts = [*dialect, "store_rejects = true"]
     types = _table_types(con, target)
     stamps = {n: t for n, t in types.items() if t in TIMESTAMP_KINDS}
@@ -103,8 +104,8 @@ def _zone_check(files: str, dialect: list[str], stamps: dict[str, str]) -> str:
     as_text = {n: "VARCHAR" for n in stamps}
     source = f"read_csv({files}, {', '.join(dialect)}, ignore_errors = true, types = {_struct(as_text)})"
     parts = [
-        f"(SELECT {lit(n)} AS column_name, {lit(k)} AS kind, {ident(n)} AS value FROM {source} "
-        f"WHERE {zone_mismatch(ident(n), k)} LIMIT 1)"
+        f"(SELECT {quote_str(n)} AS column_name, {quote_str(k)} AS kind, {quote_ident(n)} AS value FROM {source} "
+        f"WHERE {zone_mismatch(quote_ident(n), k)} LIMIT 1)"
         for n, k in stamps.items()
     ]
     return " UNION ALL ".join(parts)
@@ -144,7 +145,7 @@ def _json_type(inferred: str) -> str:
 
 
 def _struct(types: dict[str, str]) -> str:
-    return "{" + ", ".join(f"{lit(k)}: {lit(v)}" for k, v in types.items()) + "}"
+    return "{" + ", ".join(f"{quote_str(k)}: {quote_str(v)}" for k, v in types.items()) + "}"
 
 
 def _table_types(con: Any, target: TableState) -> dict[str, str]:

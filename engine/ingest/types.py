@@ -19,8 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from engine.errors import SchemaMismatch, UnsupportedType
-from engine.ingest.duck import ident as _ident
-from engine.ingest.duck import lit as _lit
+from engine.sqltext import quote_ident, quote_str
 
 
 @dataclass(frozen=True)
@@ -122,7 +121,7 @@ class Stored:
     @property
     def expr(self) -> str:
         """The value as a SELECT item named after its column."""
-        return f"{self.value} AS {_ident(self.name)}"
+        return f"{self.value} AS {quote_ident(self.name)}"
 
 
 def stored_type(duck_type: Any) -> tuple[str, str | None]:
@@ -149,7 +148,7 @@ def stored_type(duck_type: Any) -> tuple[str, str | None]:
     if kind == "struct":
         fields = [(name, *stored_type(child)) for name, child in t.children]
         why = next((w for _, _, w in fields if w), None)
-        return "STRUCT(" + ", ".join(f"{_ident(n)} {typ}" for n, typ, _ in fields) + ")", why
+        return "STRUCT(" + ", ".join(f"{quote_ident(n)} {typ}" for n, typ, _ in fields) + ")", why
     if kind == "map":
         (key, key_why), (value, value_why) = (stored_type(c) for _, c in t.children)
         return f"MAP({key}, {value})", key_why or value_why
@@ -162,7 +161,7 @@ def store(name: str, duck_type: Any) -> Stored:
         target, why = stored_type(duck_type)
     except UnsupportedType as exc:
         raise UnsupportedType(f"column {name!r} is {duck_type}: {exc.detail}; nothing was written") from None
-    col = _ident(name)
+    col = quote_ident(name)
     if target == str(duck_type):
         return Stored(name, target, col)
     if why is None:
@@ -171,7 +170,7 @@ def store(name: str, duck_type: Any) -> Stored:
     # TRY_CAST makes an out-of-range value NULL (so: different) instead of DuckDB's own error.
     message = f"column {name!r} ({duck_type}): value "
     check = f"TRY_CAST(TRY_CAST({col} AS {target}) AS {duck_type}) IS DISTINCT FROM {col}"
-    fail = f"error({_lit(message)} || CAST({col} AS VARCHAR) || {_lit(' cannot be stored: ' + why)})"
+    fail = f"error({quote_str(message)} || CAST({col} AS VARCHAR) || {quote_str(' cannot be stored: ' + why)})"
     return Stored(name, target, f"CASE WHEN {check} THEN {fail} ELSE CAST({col} AS {target}) END", True)
 
 
@@ -206,9 +205,9 @@ def zone_reason(name: str, kind: str) -> str:
 def parse_timestamp(name: str, kind: str) -> Stored:
     """Text column ``name`` parsed into ``kind`` (TIMESTAMP or TIMESTAMP WITH TIME ZONE), refusing
     the first value whose zone (or lack of one) does not match the column."""
-    col = _ident(name)
+    col = quote_ident(name)
     target = "TIMESTAMPTZ" if kind != "TIMESTAMP" else "TIMESTAMP"
-    fail = f"error({_lit('timestamp ')} || {col} || {_lit(' ' + zone_reason(name, kind))})"
+    fail = f"error({quote_str('timestamp ')} || {col} || {quote_str(' ' + zone_reason(name, kind))})"
     return Stored(
         name, kind, f"CASE WHEN {zone_mismatch(col, kind)} THEN {fail} ELSE CAST({col} AS {target}) END", True
     )

@@ -112,7 +112,7 @@ def render_views(ast: exp.Expression, tables: Callable[[], Iterable[CatalogTable
 
 def _rows(tables: list[CatalogTable]) -> dict[str, list[tuple[object, ...]]]:
     from engine.sql.relations import CATALOG_NAME, SCHEMA_NAME
-    from engine.types import duckdb_type_name
+    from engine.sqltext import duckdb_type_name
 
     ordered = sorted(tables, key=lambda t: t.name)
     return {

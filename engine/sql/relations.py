@@ -27,6 +27,7 @@ from sqlglot import exp
 from engine.catalog import TABLE_NAME
 from engine.errors import StatementNotAllowed, TableNotFound
 from engine.sql.introspection import CATALOG_VIEW, catalog_view
+from engine.sqltext import quote_ident
 
 CATALOG_TABLE = "colonnade_table"  # node meta: the catalog table an exp.Table names
 CTE_PREFIX = "cte_"
@@ -146,7 +147,7 @@ def placeholder(table: str) -> str:
 def substitute(text: str, relations: Mapping[str, str]) -> str:
     """``text`` with each catalog table's placeholder replaced by its engine relation name."""
     for table, relation in relations.items():
-        text = text.replace(f'"{placeholder(table)}"', '"' + relation.replace('"', '""') + '"')
+        text = text.replace(quote_ident(placeholder(table)), quote_ident(relation))
     return text
 
 

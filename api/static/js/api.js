@@ -62,7 +62,8 @@ export const tableHistory = (name) => getJSON(`/api/tables/${encodeURIComponent(
 /** The GET URL of a query in some format: what the download links point at. */
 export function sqlUrl(sql, engine, format) {
   const params = new URLSearchParams({ q: sql });
-  if (engine && engine !== "duckdb") params.set("engine", engine);
+  // Always named: the server's default engine is its own setting, not necessarily DuckDB.
+  if (engine) params.set("engine", engine);
   params.set("format", format);
   return `/api/sql?${params}`;
 }

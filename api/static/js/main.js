@@ -241,7 +241,8 @@ class Console {
 
 export function shareUrl(sql, engine) {
   const params = new URLSearchParams({ q: sql });
-  if (engine && engine !== "duckdb") params.set("engine", engine);
+  // Always named: the server's default engine is its own setting, not necessarily DuckDB.
+  if (engine) params.set("engine", engine);
   return `/?${params}`;
 }
 

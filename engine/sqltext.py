@@ -1,0 +1,54 @@
+"""SQL text Colonnade writes itself, from trusted values (table and column names, paths,
+settings; never client input, which only ever reaches an engine through a parsed AST or as a
+bound parameter): quoted identifiers and strings, literals, and DuckDB's name for an Arrow type
+(DuckDB's own mapping, so the two never disagree)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from sqlglot import exp
+
+_con = duckdb.connect(config={"threads": 1})
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_literal(value: Any) -> str:
+    """A trusted value (a setting, a path list) as a DuckDB literal."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{quote_str(str(k))}: {sql_literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(sql_literal(v) for v in value) + "]"
+    return quote_str(str(value))
+
+
+@functools.lru_cache(maxsize=1024)
+def duckdb_type_name(arrow_type: pa.DataType) -> str:
+    cursor = _con.cursor()
+    try:
+        return str(cursor.from_arrow(pa.schema([("x", arrow_type)]).empty_table()).types[0])
+    finally:
+        cursor.close()
+
+
+def duckdb_types(schema: pa.Schema) -> dict[str, str]:
+    """Column → DuckDB type name, as DuckDB reads a table of ``schema``."""
+    return {field.name: duckdb_type_name(field.type) for field in schema}
+
+
+def sql_type(arrow_type: pa.DataType) -> exp.DataType:
+    return exp.DataType.build(duckdb_type_name(arrow_type), dialect="duckdb")
