@@ -40,8 +40,15 @@ test: install-test chromium
 chromium:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
-lint: install-test
-	$(BIN)/pip install --quiet ruff && $(BIN)/ruff check engine api tests
+$(VENV)/.installed-lint: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[lint]'
+	touch $@
+
+# What CI checks besides behaviour: lint, formatting, types (engine/ and api/, [tool.mypy]).
+lint: $(VENV)/.installed-lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # The benchmark, set-up included: TPC-H SF1, ROAPI in a side venv, wrk, then every comparison as
 # interleaved A/B pairs (15-20 min on a quiet 2-core machine; bench/README.md) -> BENCHMARKS.md, bench/plots/*.png,

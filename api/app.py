@@ -11,6 +11,7 @@ from pathlib import Path
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
+from litestar.types import ControllerRouterHandler
 
 from api import console, routes
 from api.fastpath import HitPath
@@ -58,7 +59,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # Room for JSON around a maximal SQL text, and at least 1 MiB, so that SQL over the limit
     # gets its own clear query_too_large; past this Litestar answers 413 request_too_large.
     body_limit = max(1024**2, settings.limits.max_sql_bytes * 2 + 64 * 1024)
-    handlers = [
+    handlers: list[ControllerRouterHandler] = [
         routes.health,
         routes.ready,
         routes.list_tables,

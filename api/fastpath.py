@@ -24,7 +24,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 
 from api.cache import weak
 from api.head import HEAD_SCOPE_KEY
@@ -93,7 +94,7 @@ class HitPath:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (key := request_key(scope)) is not None:
+        if scope["type"] == ScopeType.HTTP and (key := request_key(scope)) is not None:
             state = getattr(self.app, "state", None)
             service = getattr(state, "service", None)
             if service is not None and await self._answer(scope, send, service, state, key):
@@ -126,7 +127,7 @@ class HitPath:
             body, status, media_type = hit.body, 200, hit.media_type
         record = service.ops.begin(token, answered.engine, answered.format)
         record.tables = [name for name, _ in answered.versions]
-        headers = [
+        headers: list[tuple[bytes, bytes]] = [
             (b"content-length", str(len(body)).encode()),
             (ELAPSED_HEADER, f"{(time.perf_counter() - started) * 1000:.3f}".encode()),
             (b"x-colonnade-cache", b"hit" if status == 200 else b"not_modified"),
@@ -139,8 +140,10 @@ class HitPath:
             headers.append((b"etag", weak(etag).encode()))
         if answered.disposition is not None and status == 200:
             headers.append((b"content-disposition", answered.disposition.encode()))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        start: HTTPResponseStartEvent = {"type": "http.response.start", "status": status, "headers": headers}
+        await send(start)
+        end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+        await send(end)
         cache = "hit" if status == 200 else "not_modified"
         service.ops.finish(record, "ok", cache=cache, rows=None, bytes=len(body))
         return True

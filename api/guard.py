@@ -14,7 +14,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Message, Receive, Scope, Send
 
 from api.problems import PROBLEM_JSON
 
@@ -49,7 +50,7 @@ class RequestGuard:
         self._verdicts: dict[str, bool] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         if "\x00" in scope.get("path", ""):
@@ -96,10 +97,12 @@ def _header(scope: Scope, name: bytes) -> str | None:
 async def _problem(send: Send, status: int, code: str, title: str, detail: str) -> None:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail, "code": code}
     payload = json.dumps(body).encode()
-    headers = [
+    headers: list[tuple[bytes, bytes]] = [
         (b"content-type", PROBLEM_JSON.encode()),
         (b"content-length", str(len(payload)).encode()),
         *ALWAYS_HEADERS,
     ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
+    start: HTTPResponseStartEvent = {"type": "http.response.start", "status": status, "headers": headers}
+    await send(start)
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": payload, "more_body": False}
+    await send(end)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 HEAD_SCOPE_KEY = "colonnade.head"
@@ -21,7 +22,7 @@ class HeadAsGet:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "HEAD":
+        if scope["type"] != ScopeType.HTTP or scope.get("method") != "HEAD":
             await self.app(scope, receive, send)
             return
         as_get = {**scope, "method": "GET", HEAD_SCOPE_KEY: True}

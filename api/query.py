@@ -195,9 +195,9 @@ class QueryService:
         }
         sent = sum(last - first + 1 for first, last in answer.parts)
         self.ops.finish(record, "ok", cache=cache, rows=rows, bytes=sent, status=answer.status)
-        body = file_body(stored, answer, media_type) if answer.parts else b""
         media = headers.pop("Content-Type", media_type)
         if answer.parts:  # Litestar reads a sync iterator in a thread: file reads stay off the loop
+            body = file_body(stored, answer, media_type)
             return Stream(body, status_code=answer.status, media_type=media, headers=headers)
         return Response(b"", status_code=answer.status, media_type=media, headers=headers)
 
@@ -356,7 +356,7 @@ class QueryService:
                 chunk = await asyncio.wrap_future(running.pending, loop=loop)
             outcome = "ok"
             if kept is not None and key is not None:
-                self.cache.put(key, b"".join(kept), MEDIA_TYPES[running.q.fmt], running.result.elapsed_ms)
+                self.cache.put(key, b"".join(kept), MEDIA_TYPES[running.q.fmt], running.elapsed_ms())
                 self._answered(running.q, running.prepared, key, etag_for(key) if running.q.cacheable else None)
         except ColonnadeError as exc:  # mid-stream: the status is sent already; the body is cut
             outcome = exc.code
@@ -416,6 +416,10 @@ class _RunningStream:
         self.record.tables, self.record.engine = list(self._prepared.tables), self._prepared.engine
         self.control.check()
 
+    def elapsed_ms(self) -> float:
+        """The engine's time so far (0 before it started)."""
+        return self.result.elapsed_ms if self.result is not None else 0.0
+
     def start(self) -> None:
         limits = self.service.db.settings.limits
         self.record.state = "running"
@@ -428,7 +432,7 @@ class _RunningStream:
             batches,
             max_rows=limits.max_result_rows,
             max_bytes=limits.max_result_bytes,
-            elapsed_ms=lambda: self.result.elapsed_ms,
+            elapsed_ms=self.elapsed_ms,
         )
         self.first = next(self.chunks, None)
 

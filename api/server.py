@@ -27,7 +27,9 @@ def enable_tcp_nodelay() -> None:
     import asyncio.base_events
     import socket
 
-    if getattr(asyncio.base_events._set_nodelay, "colonnade", False) or not hasattr(socket, "TCP_NODELAY"):
+    # A private function of asyncio (patched below): there is no public hook for this.
+    current = asyncio.base_events._set_nodelay  # type: ignore[attr-defined]
+    if getattr(current, "colonnade", False) or not hasattr(socket, "TCP_NODELAY"):
         return
 
     def set_nodelay(sock: socket.socket) -> None:

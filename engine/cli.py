@@ -9,13 +9,18 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from engine.config import Settings, load_settings
 from engine.errors import ColonnadeError, TableNotFound
 from engine.location import STATE_DIR
+from engine.storage import WriteMode
+
+if TYPE_CHECKING:
+    from engine.catalog import Catalog
+    from engine.database import Database
 
 OUTPUT_FORMATS = ("table", "csv", "json", "ndjson", "parquet", "arrow")
 ENGINE_CHOICES = ("duckdb", "polars", "spark", "auto")
@@ -83,7 +88,7 @@ def existing_data_dir(settings: Settings) -> str:
     return str(path)
 
 
-def open_db(settings: Settings):
+def open_db(settings: Settings) -> Database:
     from engine.database import Database
 
     existing_data_dir(settings)
@@ -159,7 +164,7 @@ def ingest(
     table: str,
     fmt: str | None,
     partition_by: str | None,
-    mode: str,
+    mode: WriteMode,
     schema_evolution: str,
     on_error: str,
     as_json: bool,
@@ -449,7 +454,7 @@ def token_list(settings: Settings, as_json: bool) -> None:
     from engine.tokens import TokenStore
 
     store = TokenStore(settings.tokens_file)
-    tokens = [
+    tokens: list[dict[str, Any]] = [
         {"name": t.name, "tables": list(t.tables), "admin": t.admin, "created": _iso(t.created * 1000)}
         for t in store.tokens()
     ]
@@ -473,7 +478,7 @@ def token_revoke(settings: Settings, name: str) -> None:
     click.echo(f"token {name!r} revoked in {store.path}")
 
 
-def open_catalog(settings: Settings):
+def open_catalog(settings: Settings) -> Catalog:
     from engine.catalog import Catalog
 
     existing_data_dir(settings)

@@ -295,16 +295,15 @@ class EngineError(ColonnadeError):
 
 
 def _all_subclasses(cls: type[ColonnadeError]) -> list[type[ColonnadeError]]:
-    out = []
+    out: list[type[ColonnadeError]] = []
     for sub in cls.__subclasses__():
         out.append(sub)
         out.extend(_all_subclasses(sub))
     return out
 
 
-ERRORS_BY_CODE: dict[str, type[ColonnadeError]] = {
-    cls.code: cls for cls in [ColonnadeError, *_all_subclasses(ColonnadeError)]
-}
+_ALL_ERRORS: list[type[ColonnadeError]] = [ColonnadeError, *_all_subclasses(ColonnadeError)]
+ERRORS_BY_CODE: dict[str, type[ColonnadeError]] = {cls.code: cls for cls in _ALL_ERRORS}
 
 
 def from_problem(problem: dict[str, Any]) -> ColonnadeError:

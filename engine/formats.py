@@ -16,6 +16,7 @@ import io
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -390,7 +391,7 @@ class _Drain(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:  # type: ignore[override]
+    def write(self, data: Any) -> int:
         self._parts.append(bytes(data))
         return len(data)
 

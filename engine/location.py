@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from engine.errors import DataDirError, TableNotFound
 
 if TYPE_CHECKING:
+    from deltalake import DeltaTable
+
     from engine.objectstore import ObjectStore
 
 DELTA_LOG = "_delta_log"
@@ -65,7 +67,7 @@ class TableLocation:
     def file_uri(self, relative: str) -> str:
         return f"{self.uri}/{relative}" if self.store is not None else str(Path(self.uri) / relative)
 
-    def delta_table(self, version: int | None = None):
+    def delta_table(self, version: int | None = None) -> DeltaTable:
         from deltalake import DeltaTable
 
         return DeltaTable(self.uri, version=version, storage_options=self.options)

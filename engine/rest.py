@@ -169,7 +169,9 @@ class _Compiler:
 
 def _split_top(text: str) -> list[str]:
     """Split on commas outside parentheses and double quotes."""
-    parts, depth, quoted, current = [], 0, False, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quoted = 0, False
     for ch in text:
         if ch == '"':
             quoted = not quoted

@@ -36,6 +36,7 @@ from engine.errors import (
 from engine.location import TableLocation
 
 WriteMode = Literal["append", "overwrite"]
+SchemaMode = Literal["merge", "overwrite"]  # delta-rs: add columns, or replace the schema
 DEFAULT_RETAIN_HOURS = 168.0  # Delta's (and Spark's) retention floor: a week of time travel
 DEFAULT_TARGET_FILE_BYTES = 128 * 1024**2
 
@@ -108,7 +109,7 @@ def commit_files(
     """
     from deltalake import Schema
     from deltalake.exceptions import CommitFailedError, DeltaError
-    from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
+    from deltalake.transaction import AddAction, CommitProperties, RemoveAction, create_table_with_add_actions
 
     location = TableLocation.of(path)
     _check_written(location, files)
@@ -121,7 +122,9 @@ def commit_files(
     try:
         if state.exists:
             dt = location.delta_table(state.version)
-            dt.create_write_transaction(actions, mode, schema, list(partitions) or None, commit_properties=props)
+            dt.create_write_transaction(
+                list[AddAction | RemoveAction](actions), mode, schema, list(partitions) or None, commit_properties=props
+            )
         else:
             create_table_with_add_actions(
                 location.uri,
@@ -173,7 +176,7 @@ def write_stream(
     *,
     partitions: Sequence[str],
     mode: WriteMode,
-    schema_mode: str | None,
+    schema_mode: SchemaMode | None,
     metadata: dict[str, str],
 ) -> int:
     """Write a stream with delta-rs's own writer, as one commit. Used when the commit must also
@@ -216,7 +219,7 @@ def write_table(
     """Write Arrow data as one Delta commit and return the new version (delta-rs writer)."""
     location = writable_location(catalog, table)
     reader = data.to_reader() if isinstance(data, pa.Table) else data
-    schema_mode = "merge" if add_columns else ("overwrite" if mode == "overwrite" else None)
+    schema_mode: SchemaMode | None = "merge" if add_columns else ("overwrite" if mode == "overwrite" else None)
     with locks.writing(catalog.data_dir, table):
         version = write_stream(
             location, reader, partitions=partition_by or (), mode=mode, schema_mode=schema_mode, metadata={}
@@ -244,7 +247,7 @@ def remove_uncommitted(path: Path, files: Iterable[Path]) -> None:
 # -- maintenance ---------------------------------------------------------------------------
 
 
-def _delta(catalog: Catalog, table: str):
+def _delta(catalog: Catalog, table: str) -> Any:
     return _managed(catalog, table)[1]
 
 

@@ -429,7 +429,9 @@ def _without_dictionaries(schema: pa.Schema) -> pa.Schema:
     )
 
 
-def _serve(run: Callable[[Any], Any], translate: Callable[[BaseException], ColonnadeError], fd_in: int, fd_out: int):
+def _serve(
+    run: Callable[[Any], Any], translate: Callable[[BaseException], ColonnadeError], fd_in: int, fd_out: int
+) -> None:
     while True:
         try:
             (size,) = struct.unpack("!Q", _read_exact(fd_in, 8))

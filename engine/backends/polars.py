@@ -33,15 +33,19 @@ from engine.errors import (
 from engine.prepared import PreparedQuery
 
 
+def _empty(snap: TableSnapshot) -> pl.DataFrame:
+    return pl.DataFrame(snap.schema.empty_table())
+
+
 def scan(snap: TableSnapshot) -> pl.LazyFrame:
     files = list(snap.files)
     if snap.format == "delta" and not files:
-        return pl.from_arrow(snap.schema.empty_table()).lazy()
+        return _empty(snap).lazy()
     if snap.format == "delta" and snap.root == snap.uri:  # the table's own directory
         return pl.scan_delta(snap.uri, version=snap.version)
     hive = bool(snap.partitions)
     # Polars infers hive columns as Int64/String; keep the types the catalog reports.
-    types = pl.from_arrow(snap.schema.empty_table()).schema
+    types = _empty(snap).schema
     hive_schema = {p: types[p] for p in snap.partitions if p in types} or None
     if snap.format == "delta":  # local copies of an object-store version's files (engine.filecache)
         frame = pl.scan_parquet(files, hive_partitioning=hive, hive_schema=hive_schema, missing_columns="insert")

@@ -242,19 +242,23 @@ def _struct_field_unqualified(node: exp.Expression) -> exp.Expression:
     return node
 
 
-_NARROW_INTEGERS = {T.TINYINT: "TINYINT", T.SMALLINT: "SMALLINT", T.INT: "INTEGER", T.BIGINT: "BIGINT"}
+_NARROW_INTEGERS: dict[exp.DType | None, str] = {
+    T.TINYINT: "TINYINT",
+    T.SMALLINT: "SMALLINT",
+    T.INT: "INTEGER",
+    T.BIGINT: "BIGINT",
+}
 
 
 def _checked_integer_arithmetic(node: exp.Expression) -> exp.Expression:
     """DuckDB raises on integer overflow (INT32 * INT32 past 2^31); Polars wraps around silently.
     Compute in a wider type and cast back: Polars' CAST is checked, so an overflow is an error."""
-    if not isinstance(node, (exp.Add, exp.Sub, exp.Mul)) or type_of(node) not in _NARROW_INTEGERS:
-        return node
-    if not all(type_of(x) in INTEGERS for x in (node.this, node.expression)):
+    narrow = _NARROW_INTEGERS.get(type_of(node)) if isinstance(node, (exp.Add, exp.Sub, exp.Mul)) else None
+    if narrow is None or not all(type_of(x) in INTEGERS for x in (node.this, node.expression)):
         return node
     wide = "DECIMAL(38, 0)" if type_of(node) == T.BIGINT else "BIGINT"
     widened = type(node)(this=cast(node.this, wide), expression=cast(node.expression, wide))
-    return cast(paren(widened), _NARROW_INTEGERS[type_of(node)])
+    return cast(paren(widened), narrow)
 
 
 def _division_by_zero_fails(divisor: exp.Expression, dividend: exp.Expression) -> exp.Expression:
@@ -358,7 +362,7 @@ def _arg_max(self: DuckDBGenerator, node: exp.ArgMax | exp.ArgMin) -> str:
     return self.sql(exp.Case(ifs=[exp.If(this=none, true=exp.Null())], default=first))
 
 
-def _full_match(self: DuckDBGenerator, node: exp.Expression) -> str:
+def _full_match(self: DuckDBGenerator, node: exp.Func) -> str:
     pattern = node.expression
     if not isinstance(pattern, exp.Literal):
         return self.function_fallback_sql(node)

@@ -10,6 +10,7 @@ already rewritten operands. The rules here hold for every engine; each backend a
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Callable, Mapping, Sequence
 
 from sqlglot import exp
@@ -73,7 +74,7 @@ def _sqlglot_schema(schema: Mapping[str, Mapping[str, str]]) -> MappingSchema:
                 "run it on DuckDB"
             )
         keyed[_fold(relation)] = folded
-    return MappingSchema(keyed, dialect="duckdb", normalize=False)
+    return MappingSchema(dict(keyed), dialect="duckdb", normalize=False)
 
 
 def _spell_base_columns(ast: exp.Expression, schema: Mapping[str, Mapping[str, str]]) -> exp.Expression:
@@ -102,7 +103,7 @@ def _spell_base_columns(ast: exp.Expression, schema: Mapping[str, Mapping[str, s
 def refuse(ast: exp.Expression, engine: str, unsupported: Callable[[exp.Expression], str | None]) -> None:
     """Raise a 4xx naming the first construct ``unsupported`` finds in ``ast``."""
     for node in ast.walk():
-        name = unsupported(node)
+        name = unsupported(typing.cast(exp.Expression, node))
         if name:
             raise UnsupportedQuery(f"the {engine} engine cannot run {name}: run this query on DuckDB")
 
@@ -113,7 +114,7 @@ def rewrite(ast: exp.Expression, rules: Sequence[Rule]) -> exp.Expression:
     never copied whole (a TPC-DS query's tree has tens of thousands of nodes)."""
     for node in reversed(list(ast.dfs())):
         parent, key, index = node.parent, node.arg_key, node.index
-        new = node
+        new = typing.cast(exp.Expression, node)
         for rule in rules:
             new = rule(new)
         if new is node:
@@ -128,7 +129,7 @@ def rewrite(ast: exp.Expression, rules: Sequence[Rule]) -> exp.Expression:
 # -- building blocks -------------------------------------------------------------------------
 
 
-def type_of(node: exp.Expression) -> T | None:
+def type_of(node: exp.Expression) -> exp.DType | None:
     t = node.type
     return t.this if isinstance(t, exp.DataType) else None
 

@@ -35,6 +35,7 @@ from engine.location import TableLocation
 from engine.processes import pid_alive
 from engine.sqltext import quote_ident, quote_str
 from engine.storage import (
+    SchemaMode,
     TableState,
     WriteMode,
     WrittenFile,
@@ -177,7 +178,7 @@ class Job:
                 raise self._read_error(exc) from None
         return [_written(self.path, r, partitions, schema) for r in rows]
 
-    def _stream(self, plan: Plan, partitions: Sequence[str], schema_mode: str) -> Outcome:
+    def _stream(self, plan: Plan, partitions: Sequence[str], schema_mode: SchemaMode) -> Outcome:
         if self.location.remote:
             return self._stream_remote(plan, partitions, schema_mode)
         before = {p.name for p in self.path.rglob("*.parquet")}
@@ -203,7 +204,7 @@ class Job:
         written = [WrittenFile(str(p), p.stat().st_size, 0, {}) for p in new]
         return version, counter.rows, counter.rejected, written
 
-    def _stream_remote(self, plan: Plan, partitions: Sequence[str], schema_mode: str) -> Outcome:
+    def _stream_remote(self, plan: Plan, partitions: Sequence[str], schema_mode: SchemaMode) -> Outcome:
         """delta-rs's writer straight to object storage (files it wrote before a failure stay
         invisible, for ``vacuum``)."""
         try:

@@ -179,8 +179,8 @@ def _expand_one(arg: str, format: str | None) -> list[tuple[str, str]]:
     glob pattern the user wrote (``*``, ``?``, ``[…]``, ``**``)."""
     path = Path(arg).expanduser()
     if path.is_dir():
-        fmt = format or _directory_format(path)
-        return [(f, fmt) for f in _files_in(path, fmt)] or _not_found(arg, "no files of that format")
+        in_dir = format or _directory_format(path)
+        return [(f, in_dir) for f in _files_in(path, in_dir)] or _not_found(arg, "no files of that format")
     fmt = format or format_from_path(arg)
     if fmt is None:
         raise UnknownFormat(f"cannot tell the format of {arg}; pass --format ({', '.join(FORMATS)})")

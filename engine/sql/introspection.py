@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import pyarrow as pa
 import sqlglot
@@ -72,7 +73,7 @@ def as_query(root: exp.Expression) -> Statement:
     """``root`` itself, or the query an introspection statement stands for."""
     if isinstance(root, exp.Show):
         if str(root.this).upper() == "TABLES" and not root.args.get("terse"):
-            return Statement(sqlglot.parse_one(_SHOW_TABLES, read=DIALECT))
+            return Statement(cast(exp.Expression, sqlglot.parse_one(_SHOW_TABLES, read=DIALECT)))
         raise UnsupportedQuery(f"SHOW {root.this} is not supported: use SHOW TABLES, DESCRIBE t or information_schema")
     if isinstance(root, (exp.Describe, exp.Summarize)):
         target = root.this
@@ -80,7 +81,7 @@ def as_query(root: exp.Expression) -> Statement:
         if not isinstance(query, (exp.Query, exp.Values)):
             raise UnsupportedQuery(f"{root.key.upper()} takes a table or a query")
         prefix = "DESCRIBE" if isinstance(root, exp.Describe) else "SUMMARIZE"
-        return Statement(query, prefix, engine="duckdb")
+        return Statement(cast(exp.Expression, query), prefix, engine="duckdb")
     return Statement(root)
 
 

@@ -75,7 +75,7 @@ def parse_statement(text: str, *, max_bytes: int) -> Statement:
 
 def _parse(body: str, *, offset: int, full_text: str) -> list[exp.Expression]:
     try:
-        return [s for s in sqlglot.parse(body, read=DIALECT) if s is not None]
+        return [s for s in sqlglot.parse(body, read=DIALECT) if isinstance(s, exp.Expression)]
     except ParseError as exc:
         err = exc.errors[0] if exc.errors else {}
         position = _position(full_text, offset, body, err.get("line"), err.get("col"))

@@ -97,7 +97,7 @@ def _visible_cte(table: exp.Table) -> exp.CTE | None:
     WITH sees none of them. Names compare as DuckDB folds them (ASCII only).
     """
     name = fold(table.name)
-    node: exp.Expression = table
+    node: exp.Expr = table
     inside: exp.CTE | None = None  # the CTE whose body we are climbing out of, if any
     while node.parent is not None:
         if isinstance(node, exp.CTE):
