@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -39,8 +40,9 @@ def weak(etag: str) -> str:
 
 
 class ResultCache:
-    def __init__(self, max_bytes: int, ttl_s: float) -> None:
+    def __init__(self, max_bytes: int, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_bytes = max_bytes
+        self.clock = clock
         self.max_entry_bytes = max_bytes // 8
         self.ttl_s = ttl_s
         self._entries: OrderedDict[str, CachedResponse] = OrderedDict()
@@ -52,7 +54,7 @@ class ResultCache:
             entry = self._entries.get(key)
             if entry is None:
                 return None
-            if time.monotonic() - entry.stored_at > self.ttl_s:
+            if self.clock() - entry.stored_at > self.ttl_s:
                 self._drop(key)
                 return None
             self._entries.move_to_end(key)
@@ -64,7 +66,7 @@ class ResultCache:
         with self._lock:
             if key in self._entries:
                 self._drop(key)
-            self._entries[key] = CachedResponse(body, media_type, elapsed_ms, time.monotonic())
+            self._entries[key] = CachedResponse(body, media_type, elapsed_ms, self.clock())
             self._bytes += len(body)
             while self._bytes > self.max_bytes and self._entries:
                 self._drop(next(iter(self._entries)))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -34,6 +35,7 @@ MEDIA_TYPES = {
     "parquet": "application/vnd.apache.parquet",
 }
 FORMATS = tuple(MEDIA_TYPES)
+_QVALUE = re.compile(r"0(\.\d{0,3})?|1(\.0{0,3})?")
 _ALIASES = {
     "application/x-ndjson": "ndjson",
     "application/ndjson": "ndjson",
@@ -59,11 +61,8 @@ def negotiate(format_param: str | None, accept: str | None) -> str:
         media, *params = [p.strip().lower() for p in part.split(";")]
         q = 1.0
         for p in params:
-            if p.startswith("q="):
-                try:
-                    q = float(p[2:])
-                except ValueError:
-                    q = 0.0
+            if p.startswith("q="):  # RFC 9110 qvalue: 0 to 1, three decimals; anything else (nan, 2, -1) is 0
+                q = float(p[2:]) if _QVALUE.fullmatch(p[2:]) else 0.0
         ranges.append((-q, i, media))
     for neg_q, _, media in sorted(ranges):
         if neg_q == 0:
