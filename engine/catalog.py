@@ -161,7 +161,7 @@ class Catalog:
         try:
             entries = list(os.scandir(self.data_dir))
         except OSError as exc:
-            raise DataDirError(f"cannot read data directory {self.data_dir}: {exc.strerror}") from None
+            raise DataDirError(f"cannot read data directory {self.data_dir}: {exc.strerror}") from exc
         return sorted(
             e.name
             for e in entries

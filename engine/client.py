@@ -126,7 +126,7 @@ class RemoteDatabase:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise EngineError(f"cannot reach {self.url}: {exc}") from None
+            raise EngineError(f"cannot reach {self.url}: {exc}") from exc
         return self._checked(response)
 
     @staticmethod

@@ -172,6 +172,14 @@ class PartitionMismatch(SchemaMismatch):
 # --- queries -----------------------------------------------------------------------------
 
 
+class ResultConsumed(ColonnadeError):
+    """A streamed ``Result`` read a second time (the notebook API; never an HTTP answer)."""
+
+    code = "result_consumed"
+    status = 409
+    title = "Result already read"
+
+
 class QueryError(ColonnadeError):
     """A query the client sent cannot run as written."""
 

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from engine.errors import ResultConsumed
+
 if TYPE_CHECKING:
     import pandas
     import polars
@@ -52,7 +54,7 @@ class Result:
 
     def _take_stream(self) -> Iterator[pa.RecordBatch]:
         if self._batches is None:
-            raise RuntimeError("this result was already streamed; call arrow() before reader() to read it twice")
+            raise ResultConsumed("this result was already streamed; call arrow() before reader() to read it twice")
         batches, self._batches = self._batches, None
         try:
             for batch in batches:

@@ -78,7 +78,7 @@ def table_state(path: Path | TableLocation) -> TableState:
         schema = pa.schema(dt.schema().to_arrow())
         return TableState(True, dt.version(), schema, tuple(dt.metadata().partition_columns))
     except Exception as exc:  # deltalake raises several unrelated types for a damaged log
-        raise _write_error(location, exc, "cannot be read") from None
+        raise _write_error(location, exc, "cannot be read") from exc
 
 
 def _write_error(location: TableLocation, exc: Exception, what: str) -> ColonnadeError:
@@ -144,11 +144,11 @@ def commit_files(
             raise ConcurrentWrite(
                 f"table {location.name!r} was created by another writer meanwhile; nothing was written"
             ) from None
-        raise _write_error(location, exc, "cannot be written") from None
+        raise _write_error(location, exc, "cannot be written") from exc
     except (ValueError, TypeError, pa.ArrowException) as exc:  # e.g. a type Delta cannot store
         raise SchemaMismatch(f"table {location.name!r}: {exc}") from None
     except OSError as exc:
-        raise _write_error(location, exc, "cannot be written") from None
+        raise _write_error(location, exc, "cannot be written") from exc
     except Exception as exc:  # delta-rs raises its schema checks as a bare Exception
         if "Schema error" not in str(exc):
             raise
@@ -203,7 +203,7 @@ def write_stream(
             f"table {location.name!r}: another writer committed first; nothing was written ({exc})"
         ) from None
     except (DeltaError, OSError) as exc:
-        raise _write_error(location, exc, "cannot be written") from None
+        raise _write_error(location, exc, "cannot be written") from exc
     return location.latest_version()
 
 
@@ -260,7 +260,7 @@ def _managed(catalog: Catalog, table: str) -> tuple[str, Any]:
     try:
         return name, location.delta_table()
     except Exception as exc:
-        raise _write_error(location, exc, "cannot be read") from None
+        raise _write_error(location, exc, "cannot be read") from exc
 
 
 def _rows_added(entry: dict[str, Any]) -> int | None:

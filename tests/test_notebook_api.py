@@ -15,7 +15,7 @@ import pytest
 
 import engine
 from engine.demo import TPCH_TABLES
-from engine.errors import ColonnadeError, QueryCancelled, QueryTimeout, TableNotFound
+from engine.errors import ColonnadeError, QueryCancelled, QueryTimeout, ResultConsumed, TableNotFound
 
 ENGINES = ("duckdb", "polars")
 # ~3.6 billion row pairs: about 30 s on two cores, so any stop well under that is the engine's doing.
@@ -81,7 +81,7 @@ def test_reader_streams_batches(nb: engine.Database, engine_name: str) -> None:
     sizes = [batch.num_rows for batch in reader]
     assert sum(sizes) == total
     assert len(sizes) >= total // 5_000 and max(sizes) <= 5_000
-    with pytest.raises(RuntimeError):  # a streamed result is not kept: nothing held in full
+    with pytest.raises(ResultConsumed):  # a streamed result is not kept: nothing held in full
         result.arrow()
 
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from engine.errors import EngineError
 from engine.processes import stop_process_group
 
 CONNECT_SERVER = "org.apache.spark.sql.connect.service.SparkConnectServer"
@@ -66,7 +67,7 @@ def local_connect_server(port: int, *, log: Path | None = None, timeout_s: float
         deadline = time.monotonic() + timeout_s
         while not _listening(port):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the Spark Connect server did not start (exit {proc.poll()}); see {log}")
+                raise EngineError(f"the Spark Connect server did not start (exit {proc.poll()}); see {log}")
             time.sleep(0.5)
         yield f"sc://127.0.0.1:{port}"
     finally:
