@@ -129,3 +129,16 @@ def test_an_input_column_takes_the_tables_spelling(tmp_path: Path) -> None:
         db.ingest(pa.table({"Name": [1], "ÉTÉ": [2]}), table="t")
         db.ingest(pa.table({"NAME": [3], "été": [4]}), table="t")  # strict: the same two columns
         assert db.sql("SELECT * FROM t ORDER BY 1").arrow().to_pydict() == {"Name": [1, 3], "ÉTÉ": [2, 4]}
+
+
+@pytest.mark.parametrize("header", ["id,ID", "v;v", "Été,été"])
+def test_a_csv_header_with_names_that_differ_only_in_case_is_refused(tmp_path: Path, header: str) -> None:
+    """DuckDB would read the second name as ``ID_1``: a column the file does not have."""
+    source = tmp_path / "in.csv"
+    delimiter = ";" if ";" in header else ","
+    source.write_text(f"{header}\n1{delimiter}2\n")
+    with engine.Database(tmp_path / "data", create=True) as db:
+        with pytest.raises(ColonnadeError, match="CSV header") as caught:
+            db.ingest(str(source), table="t")
+        assert caught.value.status == 400
+        assert db.tables() == []

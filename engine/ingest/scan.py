@@ -16,7 +16,15 @@ from typing import Any
 from engine.ingest import ndjson
 from engine.ingest.duck import BATCH_ROWS, engine_error, path_list
 from engine.ingest.sources import Source
-from engine.ingest.types import TIMESTAMP_KINDS, arrow_reader, check_arrow, duck_types, stored_type, zone_mismatch
+from engine.ingest.types import (
+    TIMESTAMP_KINDS,
+    arrow_reader,
+    check_arrow,
+    check_names,
+    duck_types,
+    stored_type,
+    zone_mismatch,
+)
 from engine.sqltext import quote_ident, quote_str
 from engine.storage import TableState
 
@@ -76,7 +84,9 @@ def _csv(con: Any, src: Source, target: TableState, files: str, quarantine: bool
     """CSV with the table's types, so a bad value is a bad row with a line number; reject tables
     record every bad row (and make the sniffer tolerant of a ragged row in its sample instead of
     guessing a wrong dialect). Rejects exclude ``union_by_name``."""
-    dialect = ["header = true"] + ([f"compression = {quote_str(src.compression)}"] if src.compression else [])
+    compression = [f"compression = {quote_str(src.compression)}"] if src.compression else []
+    _check_header(con, src, files, compression)
+    dialect = ["header = true", *compression]
     opts = [*dialect, "store_rejects = true"]
     types = _table_types(con, target)
     stamps = {n: t for n, t in types.items() if t in TIMESTAMP_KINDS}
@@ -96,6 +106,18 @@ def _csv(con: Any, src: Source, target: TableState, files: str, quarantine: bool
     if found:
         columns = _columns(con, src, read(types | as_text))
     return Scan(read(types | as_text), columns, stamps, diagnose=read(types | found))
+
+
+def _check_header(con: Any, src: Source, files: str, compression: list[str]) -> None:
+    """The header as written: DuckDB renames a repeated name (``id,ID`` reads as ``id,ID_1``),
+    which would store a column the file does not have."""
+    options = ", ".join(["header = false", "all_varchar = true", *compression])
+    try:
+        rows = con.sql(f"SELECT * FROM read_csv({files}, {options}) LIMIT 1").fetchall()
+    except Exception as exc:
+        raise engine_error(exc, src) from None
+    if rows:
+        check_names([name for name in rows[0] if name is not None], where="the CSV header")
 
 
 def _zone_check(files: str, dialect: list[str], stamps: dict[str, str]) -> str:
