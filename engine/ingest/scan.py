@@ -85,7 +85,7 @@ def _csv(con: Any, src: Source, target: TableState, files: str, quarantine: bool
     record every bad row (and make the sniffer tolerant of a ragged row in its sample instead of
     guessing a wrong dialect). Rejects exclude ``union_by_name``."""
     compression = [f"compression = {quote_str(src.compression)}"] if src.compression else []
-    _check_header(con, src, files, compression)
+    _check_header(con, src, compression)
     dialect = ["header = true", *compression]
     opts = [*dialect, "store_rejects = true"]
     types = _table_types(con, target)
@@ -108,12 +108,13 @@ def _csv(con: Any, src: Source, target: TableState, files: str, quarantine: bool
     return Scan(read(types | as_text), columns, stamps, diagnose=read(types | found))
 
 
-def _check_header(con: Any, src: Source, files: str, compression: list[str]) -> None:
+def _check_header(con: Any, src: Source, compression: list[str]) -> None:
     """The header as written: DuckDB renames a repeated name (``id,ID`` reads as ``id,ID_1``),
     which would store a column the file does not have."""
+    # The first file's header names the columns (the others must match it by position).
     options = ", ".join(["header = false", "all_varchar = true", *compression])
     try:
-        rows = con.sql(f"SELECT * FROM read_csv({files}, {options}) LIMIT 1").fetchall()
+        rows = con.sql(f"SELECT * FROM read_csv({path_list(src.paths[:1])}, {options}) LIMIT 1").fetchall()
     except Exception as exc:
         raise engine_error(exc, src) from None
     if rows:

@@ -184,7 +184,7 @@ def test_csv_download_is_byte_identical_to_the_api(open_console, api: httpx.Clie
     # The other formats point at the same query.
     for fmt, magic in [("parquet", b"PAR1"), ("arrow", b"\xff\xff\xff\xff"), ("json", b'{"columns"')]:
         href = page.get_attribute(f"#dl-{fmt}", "href")
-        assert href == f"/api/sql?q={quote(sql, safe='').replace('%20', '+')}&format={fmt}"
+        assert href == f"/api/sql?q={quote(sql, safe='').replace('%20', '+')}&engine=duckdb&format={fmt}"
         assert api.get(href).content.startswith(magic), fmt
 
 
