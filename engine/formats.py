@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from engine.config import MAX_ROW_BYTES, row_too_wide
 from engine.errors import NotAcceptable, ResultTooLarge
-from engine.sqltext import quote_ident, quote_str
+from engine.sqltext import DUCKDB_LOCKDOWN, quote_ident, quote_str
 
 MEDIA_TYPES = {
     "json": "application/json",
@@ -90,15 +90,7 @@ class _JsonRows:
 
     def __init__(self, memory_bytes: int) -> None:
         self._con = duckdb.connect(config={"threads": 1, "memory_limit": f"{max(1, memory_bytes // 1024**2)}MB"})
-        for statement in (
-            "SET TimeZone = 'UTC'",
-            "SET enable_external_access = false",
-            "SET autoinstall_known_extensions = false",
-            "SET autoload_known_extensions = false",
-            "SET allow_community_extensions = false",
-            "SET python_enable_replacements = false",
-            "SET lock_configuration = true",
-        ):
+        for statement in ("SET TimeZone = 'UTC'", *DUCKDB_LOCKDOWN):
             self._con.execute(statement)
         self._sql_cache: dict[tuple[pa.Schema, str, str], str] = {}
         self._lock = threading.Lock()

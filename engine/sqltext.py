@@ -14,6 +14,17 @@ from sqlglot import exp
 
 _con = duckdb.connect(config={"threads": 1})
 
+# The last statements of every DuckDB connection Colonnade opens: no files (the engine's sandbox
+# allows its table directories first), no extensions, no Python replacement scans, no SET after.
+DUCKDB_LOCKDOWN = (
+    "SET enable_external_access = false",
+    "SET autoinstall_known_extensions = false",
+    "SET autoload_known_extensions = false",
+    "SET allow_community_extensions = false",
+    "SET python_enable_replacements = false",
+    "SET lock_configuration = true",
+)
+
 
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'

@@ -28,7 +28,7 @@ from engine.errors import (
     TableNotFound,
 )
 from engine.prepared import PreparedQuery
-from engine.sqltext import duckdb_types, quote_ident, quote_str, sql_literal
+from engine.sqltext import DUCKDB_LOCKDOWN, duckdb_types, quote_ident, quote_str, sql_literal
 
 KEEP_VIEW_VERSIONS = 8
 VECTOR_ROWS = 2048  # DuckDB's STANDARD_VECTOR_SIZE
@@ -51,15 +51,7 @@ class _Sandbox:
             statements.append(f"SET temp_directory = {quote_str(str(temp_dir))}")
         if max_spill is not None:
             statements.append(f"SET max_temp_directory_size = '{max_spill // 1024**2}MiB'")
-        statements += [
-            f"SET allowed_directories = {sql_literal(sorted(dirs))}",
-            "SET enable_external_access = false",
-            "SET autoinstall_known_extensions = false",
-            "SET autoload_known_extensions = false",
-            "SET allow_community_extensions = false",
-            "SET python_enable_replacements = false",
-            "SET lock_configuration = true",
-        ]
+        statements += [f"SET allowed_directories = {sql_literal(sorted(dirs))}", *DUCKDB_LOCKDOWN]
         for statement in statements:
             self.con.execute(statement)
         self.views: dict[str, list[str]] = {}  # table name -> its live per-version views, oldest first

@@ -24,6 +24,7 @@ import pyarrow as pa
 from engine.catalog import TableSnapshot
 from engine.errors import UnsupportedQuery
 from engine.prepared import PreparedQuery
+from engine.sqltext import DUCKDB_LOCKDOWN
 
 
 def _key(snap: TableSnapshot) -> str:
@@ -67,12 +68,7 @@ class _Binder:
 
     def __init__(self) -> None:
         self._con = duckdb.connect(config={"threads": 1})
-        for statement in (
-            "SET enable_external_access = false",
-            "SET autoinstall_known_extensions = false",
-            "SET autoload_known_extensions = false",
-            "SET python_enable_replacements = false",
-        ):
+        for statement in DUCKDB_LOCKDOWN:
             self._con.execute(statement)
         self._tables: dict[str, list[str]] = {}  # catalog name -> its empty tables, oldest first
         self._lock = threading.Lock()

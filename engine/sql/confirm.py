@@ -23,6 +23,7 @@ from sqlglot import exp
 from engine.errors import StatementNotAllowed
 from engine.sql.checks import FORBIDDEN_FUNCTION, SAFE_TABLE_FUNCTIONS
 from engine.sql.relations import CTE_PREFIX
+from engine.sqltext import DUCKDB_LOCKDOWN
 
 security_log = logging.getLogger("colonnade.security")
 
@@ -37,8 +38,9 @@ class _Parser:
     def __init__(self) -> None:
         import duckdb
 
-        self._con = duckdb.connect(config={"enable_external_access": False, "threads": 1})
-        self._con.execute("SET lock_configuration = true")
+        self._con = duckdb.connect(config={"threads": 1})
+        for statement in DUCKDB_LOCKDOWN:
+            self._con.execute(statement)
         self._lock = threading.Lock()
 
     def tree(self, sql: str) -> dict[str, Any]:
