@@ -31,7 +31,7 @@ CHARS = st.one_of(
 )
 NAMES = st.one_of(
     st.text(CHARS, min_size=1, max_size=10),
-    st.sampled_from(["select", "from", "Order", "ß", "K", "k", "Ç", "ç", "ǅ", "Σ", "σ", "ς"]),
+    st.sampled_from(["select", "from", "Order", "ß", "K", "k", "Ç", "ç", "ǅ", "Σ", "σ", "ς", "`", "a`b", "[x]"]),
 )
 
 

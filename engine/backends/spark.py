@@ -190,6 +190,11 @@ def spark_sql(prepared: PreparedQuery) -> str:
     return f"{query.prefix} {body}" if query.prefix else body
 
 
+def _backticked(name: str) -> str:
+    """A column name as Spark reads one: in backticks, a backtick in it doubled."""
+    return "`" + name.replace("`", "``") + "`"
+
+
 class SparkBackend(Backend):
     name = "spark"
 
@@ -259,7 +264,7 @@ class SparkBackend(Backend):
 
         files = list(snap.files)
         if not files:
-            cols = ", ".join(f"CAST(NULL AS {spark_type(f.type)}) AS `{f.name}`" for f in snap.schema)
+            cols = ", ".join(f"CAST(NULL AS {spark_type(f.type)}) AS {_backticked(f.name)}" for f in snap.schema)
             return spark.sql(f"SELECT {cols} WHERE false")
         reader = spark.read
         if snap.partitions:
@@ -278,9 +283,9 @@ class SparkBackend(Backend):
         # Partition values live in directory names; give them the table's types and order.
         return frame.select(
             *[
-                F.col(f"`{f.name}`").cast(spark_type(f.type)).alias(f.name)
+                F.col(_backticked(f.name)).cast(spark_type(f.type)).alias(f.name)
                 if f.name in snap.partitions
-                else F.col(f"`{f.name}`")
+                else F.col(_backticked(f.name))
                 for f in snap.schema
             ]
         )
