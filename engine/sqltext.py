@@ -26,6 +26,14 @@ DUCKDB_LOCKDOWN = (
 )
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold(name: str) -> str:
+    """A name as DuckDB matches it (and sqlglot's DuckDB dialect): ASCII letters lowered only."""
+    return name.translate(_ASCII_LOWER)
+
+
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 

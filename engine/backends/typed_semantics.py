@@ -22,7 +22,7 @@ from sqlglot.schema import MappingSchema
 from engine.backends.semantics import aggregate_argument, set_aggregate_argument
 from engine.catalog import TableSnapshot
 from engine.errors import UnsupportedQuery
-from engine.sqltext import duckdb_types
+from engine.sqltext import duckdb_types, fold
 
 Rule = Callable[[exp.Expression], exp.Expression]
 T = exp.DataType.Type
@@ -30,33 +30,28 @@ INTEGERS = exp.DataType.INTEGER_TYPES | {T.BOOLEAN}
 FLOATS = {T.DOUBLE, T.FLOAT}
 TIMESTAMPS = {T.TIMESTAMP, T.DATETIME, T.TIMESTAMPNTZ, T.TIMESTAMP_S, T.TIMESTAMP_MS, T.TIMESTAMP_NS}
 TEMPORAL = {T.DATE, *TIMESTAMPS}
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 
 
 def annotate(ast: exp.Expression, tables: Mapping[str, TableSnapshot]) -> exp.Expression:
     """``ast`` (owned by the caller) qualified against the snapshots' schemas, typed."""
     schema = {name: duckdb_types(snap.schema) for name, snap in tables.items()}
+    keyed = _sqlglot_schema(schema)
     try:
         ast = qualify(
             ast,
-            schema=_sqlglot_schema(schema),
+            schema=keyed,
             dialect="duckdb",
             quote_identifiers=False,
             identify=False,
             validate_qualify_columns=False,
         )
-        ast = annotate_types(ast, schema=_sqlglot_schema(schema), dialect="duckdb")
+        ast = annotate_types(ast, schema=keyed, dialect="duckdb")
     except (OptimizeError, SqlglotError, KeyError, ValueError) as exc:
         raise UnsupportedQuery(
             f"this engine cannot resolve the columns of this query ({exc}): run it on DuckDB"
         ) from None
     return _spell_base_columns(ast, schema)
-
-
-def _fold(name: str) -> str:
-    """A name as DuckDB (and sqlglot's DuckDB dialect) matches it: ASCII letters lowered only."""
-    return name.translate(_ASCII_LOWER)
 
 
 def _sqlglot_schema(schema: Mapping[str, Mapping[str, str]]) -> MappingSchema:
@@ -66,14 +61,14 @@ def _sqlglot_schema(schema: Mapping[str, Mapping[str, str]]) -> MappingSchema:
     columns that only ASCII case tells apart are one name to DuckDB: refused, never guessed at."""
     keyed: dict[str, dict[str, str]] = {}
     for relation, columns in schema.items():
-        folded = {_fold(name): dtype for name, dtype in columns.items()}
+        folded = {fold(name): dtype for name, dtype in columns.items()}
         if len(folded) < len(columns):
-            clash = sorted(name for name in columns if sum(_fold(n) == _fold(name) for n in columns) > 1)
+            clash = sorted(name for name in columns if sum(fold(n) == fold(name) for n in columns) > 1)
             raise UnsupportedQuery(
                 f"this engine cannot tell apart columns that differ only in case ({', '.join(map(repr, clash))}): "
                 "run it on DuckDB"
             )
-        keyed[_fold(relation)] = folded
+        keyed[fold(relation)] = folded
     return MappingSchema(dict(keyed), dialect="duckdb", normalize=False)
 
 
@@ -81,15 +76,15 @@ def _spell_base_columns(ast: exp.Expression, schema: Mapping[str, Mapping[str, s
     """DuckDB folds identifiers' case and the other engines do not: ``qualify`` wrote every
     name folded, so a column of a catalog table gets its schema's spelling back, quoted (names
     the query itself makes, CTE and select aliases, stay folded: consistently so)."""
-    spelled = {_fold(relation): {_fold(c): c for c in columns} for relation, columns in schema.items()}
+    spelled = {fold(relation): {fold(c): c for c in columns} for relation, columns in schema.items()}
     sources = {
-        _fold(table.alias_or_name): spelled[_fold(table.name)]
+        fold(table.alias_or_name): spelled[fold(table.name)]
         for table in ast.find_all(exp.Table)
-        if isinstance(table.this, exp.Identifier) and _fold(table.name) in spelled
+        if isinstance(table.this, exp.Identifier) and fold(table.name) in spelled
     }
     for column in ast.find_all(exp.Column):
-        names = sources.get(_fold(column.table)) if column.table else None
-        actual = names.get(_fold(column.name)) if names else None
+        names = sources.get(fold(column.table)) if column.table else None
+        actual = names.get(fold(column.name)) if names else None
         if actual is not None and actual != column.name:
             column.set("this", exp.to_identifier(actual, quoted=True))
     # ``quote_identifiers=False`` left names such as ``tstz_+05:45`` bare: quote every name that

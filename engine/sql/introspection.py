@@ -22,6 +22,7 @@ from sqlglot import exp
 
 from engine.errors import UnsupportedQuery
 from engine.sql.parse import DIALECT
+from engine.sqltext import fold
 
 INFORMATION_SCHEMA = "information_schema"
 CATALOG_VIEW = "colonnade_catalog_view"  # node meta: the catalog view an exp.Table names
@@ -87,7 +88,7 @@ def as_query(root: exp.Expression) -> Statement:
 
 def catalog_view(table: exp.Table) -> str | None:
     """The catalog view ``table`` names (``information_schema.tables`` …), or None."""
-    from engine.sql.relations import CATALOG_NAME, fold  # relations imports this module
+    from engine.sql.relations import CATALOG_NAME  # relations imports this module
 
     qualifier = [fold(p) for p in (table.catalog, table.db) if p]
     if qualifier in ([INFORMATION_SCHEMA], [CATALOG_NAME, INFORMATION_SCHEMA]) and fold(table.name) in VIEWS:

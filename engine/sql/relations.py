@@ -27,7 +27,7 @@ from sqlglot import exp
 from engine.catalog import TABLE_NAME
 from engine.errors import StatementNotAllowed, TableNotFound
 from engine.sql.introspection import CATALOG_VIEW, catalog_view
-from engine.sqltext import quote_ident
+from engine.sqltext import fold, quote_ident
 
 CATALOG_TABLE = "colonnade_table"  # node meta: the catalog table an exp.Table names
 CTE_PREFIX = "cte_"
@@ -35,14 +35,8 @@ CTE_PREFIX = "cte_"
 # information_schema reports (BI tools qualify every name they generate).
 CATALOG_NAME = "colonnade"
 SCHEMA_NAME = "main"
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _PATH_LIKE = re.compile(r"[/\\.:~*?]")
 _NONCE = secrets.token_hex(6)
-
-
-def fold(name: str) -> str:
-    """Identifier case folding as DuckDB does it: ASCII letters only."""
-    return name.translate(_ASCII_LOWER)
 
 
 @dataclass(frozen=True)
