@@ -95,3 +95,16 @@ def spark_db(tpch_dir: Path, spark_remote: str) -> Iterator[engine.Database]:
     database = engine.Database(tpch_dir, settings=settings)
     yield database
     database.close()
+
+
+# The longest files first: `make test` hands whole files to two processes (xdist, loadfile), and
+# a long file handed out last would run alone at the end.
+LONGEST_FILES = ("tests/test_parity.py", "tests/test_column_names.py", "tests/test_types.py", "tests/objectstore/")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return next((i for i, prefix in enumerate(LONGEST_FILES) if path.startswith(prefix)), len(LONGEST_FILES))
+
+    items.sort(key=rank)  # stable: the order within a file is kept
