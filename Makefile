@@ -51,7 +51,7 @@ lint: $(VENV)/.installed-lint
 	$(BIN)/mypy
 
 # The benchmark, set-up included: TPC-H SF1, ROAPI in a side venv, wrk, then every comparison as
-# interleaved A/B pairs (15-20 min on a quiet 2-core machine; bench/README.md) -> BENCHMARKS.md, bench/plots/*.png,
+# interleaved A/B pairs (about 35 min on a quiet 2-core machine; bench/README.md) -> BENCHMARKS.md, bench/plots/*.png,
 # README "## Benchmarks". BENCH_ARGS="--only concurrency --pairs 3" for a part of it.
 BENCH_SCALE ?= 1
 BENCH_ARGS ?=

@@ -147,7 +147,7 @@ def readme_section(r: dict, readme: Path) -> None:
     end = text.find("\n## ", start + 3)
     m = r["meta"]
     body = (
-        "## Benchmarks\n\n`make bench` runs every comparison in one go (15–20 minutes on a quiet 2-core machine) and writes "
+        "## Benchmarks\n\n`make bench` runs every comparison in one go (about 35 minutes on a quiet 2-core machine, 11 of them the object-store section) and writes "
         "[BENCHMARKS.md](BENCHMARKS.md) and the plots in `bench/plots/`; `bench/NOTES.md` records each optimisation "
         f"attempt. Every ratio is the median of {m['pairs']} interleaved pairs (A B, B A, …) with the min–max of the "
         f"pairs beside it. Latest run: {m['date']}, TPC-H SF{m['scale']:g}, {m['cores']} cores, load average before "
