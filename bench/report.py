@@ -68,7 +68,7 @@ def headline(r: dict) -> str:
         "|---|---|---|---|---|---|",
     ]
     for t in rows:
-        digits = 2 if t.unit == "×" else (1 if t.unit == " ms" else 0)
+        digits = 2 if t.unit in ("×", " s") else (1 if t.unit == " ms" else 0)
         lines.append(
             f"| {t.name} | {markdown.fig(t.figure, t.unit, digits)} | {_meeting(t)} | {t.target} | "
             f"{markdown.machine(t.machine)} | {_verdict(t)}{' †' if _noisy(t) else ''} |"
