@@ -22,6 +22,7 @@ class CachedResponse:
     media_type: str
     elapsed_ms: float
     stored_at: float
+    engine: str = ""  # the engine that answered (engine=auto resolved)
 
 
 def cache_key(*parts: object) -> str:
@@ -60,13 +61,13 @@ class ResultCache:
             self._entries.move_to_end(key)
             return entry
 
-    def put(self, key: str, body: bytes, media_type: str, elapsed_ms: float) -> None:
+    def put(self, key: str, body: bytes, media_type: str, elapsed_ms: float, engine: str = "") -> None:
         if len(body) > self.max_entry_bytes:
             return
         with self._lock:
             if key in self._entries:
                 self._drop(key)
-            self._entries[key] = CachedResponse(body, media_type, elapsed_ms, self.clock())
+            self._entries[key] = CachedResponse(body, media_type, elapsed_ms, self.clock(), engine)
             self._bytes += len(body)
             while self._bytes > self.max_bytes and self._entries:
                 self._drop(next(iter(self._entries)))

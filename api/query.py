@@ -227,7 +227,8 @@ class QueryService:
         hit = self.cache.get(key)
         if hit is None:
             return None
-        self._answered(q, prepared, key, etag)
+        record.engine = hit.engine or record.engine
+        self._answered(q, prepared, key, etag, record.engine)
         headers = {
             ELAPSED_HEADER: f"{(time.perf_counter() - started) * 1000:.3f}",
             "X-Colonnade-Cache": "hit",
@@ -239,13 +240,14 @@ class QueryService:
         self.ops.finish(record, "ok", cache="hit", rows=None, bytes=len(hit.body))
         return Response(hit.body, media_type=hit.media_type, headers=headers)
 
-    def _answered(self, q: QueryRequest, prepared: PreparedQuery, key: str, etag: str | None) -> None:
+    def _answered(self, q: QueryRequest, prepared: PreparedQuery, key: str, etag: str | None, engine: str) -> None:
         """Let the hit path answer this request again while its tables keep their versions.
-        Not a query over catalog views: its answer changes when tables come and go."""
+        Not a query over catalog views: its answer changes when tables come and go. ``engine``
+        is the one that answered (engine=auto's fallback included)."""
         if not prepared.query.views:
             versions = tuple((name, snap.fingerprint) for name, snap in prepared.tables.items())
             disposition = self._disposition(q, key).get("Content-Disposition")
-            answered = Answered(key, etag, versions, prepared.engine, q.fmt, disposition)
+            answered = Answered(key, etag, versions, engine, q.fmt, disposition)
             self.answered.remember(q.request_key, answered)
 
     def _key(self, prepared: PreparedQuery, q: QueryRequest) -> str:
@@ -356,8 +358,10 @@ class QueryService:
                 chunk = await asyncio.wrap_future(running.pending, loop=loop)
             outcome = "ok"
             if kept is not None and key is not None:
-                self.cache.put(key, b"".join(kept), MEDIA_TYPES[running.q.fmt], running.elapsed_ms())
-                self._answered(running.q, running.prepared, key, etag_for(key) if running.q.cacheable else None)
+                media, engine = MEDIA_TYPES[running.q.fmt], running.record.engine
+                self.cache.put(key, b"".join(kept), media, running.elapsed_ms(), engine)
+                etag = etag_for(key) if running.q.cacheable else None
+                self._answered(running.q, running.prepared, key, etag, engine)
         except ColonnadeError as exc:  # mid-stream: the status is sent already; the body is cut
             outcome = exc.code
             raise

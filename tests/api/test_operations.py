@@ -155,7 +155,10 @@ def test_metrics_add_up_every_worker(secured: tuple[Server, dict[str, str]]) -> 
         ok = metric(response.text, name, engine="duckdb", outcome="ok") - metric(
             before, name, engine="duckdb", outcome="ok"
         )
-        return response.text if ok >= n else None
+        refused = metric(response.text, name, outcome="table_not_found") - metric(
+            before, name, outcome="table_not_found"
+        )
+        return response.text if ok >= n and refused >= n else None  # both workers' numbers are in
 
     after = wait_for(scraped)
     assert metric(after, name, engine="duckdb", outcome="ok") - metric(before, name, engine="duckdb", outcome="ok") == n
@@ -207,3 +210,17 @@ def test_busy_and_queued_gauges_follow_the_load(mutable_dir: Path) -> None:
         after = httpx.get(f"{server.url}/metrics").text
         assert metric(after, "colonnade_busy_slots") == 0 and metric(after, "colonnade_queued_queries") == 0
         assert metric(after, "colonnade_queries_total", outcome="query_timeout") == 3
+
+
+def test_the_answering_engine_is_named_on_a_miss_a_hit_and_the_hit_path(mutable_dir: Path) -> None:
+    """engine=auto preferring Polars: a query Polars refuses falls back to DuckDB, and every
+    answer to it — the first, the pre-routing hit path, a routed cache hit — says DuckDB answered."""
+    refused = f"SELECT mode(1) AS m, count(*) AS n FROM events AS e{time.time_ns()}"  # no mode() on Polars
+    with serve(mutable_dir, env={"COLONNADE_SERVER_AUTO_PREFER": "polars"}) as srv, srv.client() as http:
+        plain = http.get("/api/sql", params={"q": "SELECT count(*) AS n FROM events", "engine": "auto"})
+        assert plain.headers["x-colonnade-engine"] == "polars"
+        answers = [http.get("/api/sql", params={"q": refused, "engine": "auto"}) for _ in range(3)]
+        answers.append(http.post("/api/sql", json={"sql": refused, "engine": "auto"}))  # routed: no hit path
+        assert [a.json()["rows"] for a in answers] == [[{"m": 1, "n": 100}]] * 4
+        assert [a.headers["x-colonnade-cache"] for a in answers] == ["miss", "hit", "hit", "hit"]
+        assert [a.headers["x-colonnade-engine"] for a in answers] == ["duckdb"] * 4
