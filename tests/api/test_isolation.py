@@ -189,7 +189,7 @@ def test_a_truncated_stream_stops_its_worker(polars_server: Server) -> None:
     killed, not left to run. The server's own memory is bounded: an 80 MB JSON body leaves its
     allocators holding some (200-300 MB, measured), and later ones add next to nothing."""
     rss = []
-    for _ in range(3):
+    for _ in range(5):
         settle(polars_server)
         before = set(workers(polars_server))
         with polars_server.client() as http:
@@ -207,4 +207,6 @@ def test_a_truncated_stream_stops_its_worker(polars_server: Server) -> None:
         assert procstat.rss(tree) < MEMORY_LIMIT
         # The server's own processes: the pool's spare workers come and go (each ~100 MB of imports).
         rss.append(procstat.rss([pid for pid in tree if pid not in set(workers(polars_server))]))
-    assert rss[2] < rss[1] + 64 * 1024**2, rss  # no growth from one truncated stream to the next
+    # Bounded, not step-by-step flat: the allocators settle over a few streams (one run grew 35
+    # then 70 MB, then stopped); a leak of a body's worth per stream would pass 128 MB here.
+    assert rss[-1] < rss[1] + 128 * 1024**2, rss
