@@ -19,6 +19,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from api.problems import problem_of
 from engine.errors import RequestTimeout
 
 
@@ -79,7 +80,7 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         seconds = self.header_timeout_s if self._waiting_for == "headers" else self.body_timeout_s
         error = RequestTimeout(f"the request {self._waiting_for} did not arrive within {seconds:g} s")
         if self._waiting_for == "headers" or not self.cycle.response_started:
-            body = json.dumps(error.to_problem()).encode()
+            body = json.dumps(problem_of(error)).encode()
             self.transport.write(
                 b"HTTP/1.1 408 Request Timeout\r\n"
                 b"content-type: application/problem+json\r\n"

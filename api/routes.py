@@ -18,6 +18,7 @@ from litestar.params import FromPath
 from api.auth import authenticate
 from api.cache import cache_key, etag_for
 from api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from api.problems import AtStatus
 from api.query import QueryRequest, QueryService, _if_none_match, parse_params
 from engine.catalog import TableSnapshot
 from engine.config import check_timeout
@@ -112,7 +113,7 @@ async def _snapshot(request: Request, state: State, name: str) -> tuple[TableSna
         snap = await _service(state).run_blocking(state.db.table, name)
     except TableNotFound as exc:  # the hint lists the catalog: a request on object storage, off the loop
         detail = exc.detail + await _service(state).run_blocking(state.db.did_you_mean, name, token)
-        raise TableNotFound(detail, status=404, table=name) from exc
+        raise AtStatus(TableNotFound(detail, table=name), 404) from exc
     if token is not None:
         token.check_tables([snap.name])
     return snap, token

@@ -1,8 +1,9 @@
 """One error hierarchy for the whole product.
 
-Every error carries a stable machine ``code`` and the HTTP ``status`` it maps to, so the API
-turns any of them into RFC 9457 problem+json in one place and the remote client can turn the
-problem back into the same class.
+Every error carries a stable machine ``code``, a ``title`` and whether the caller is at fault
+(``client_error``): a notebook user reads that as "fix my query" versus "ask the operator". The
+HTTP status each class answers with is the API's business and lives in ``api/problems.py``; the
+remote client turns a problem+json body back into the same class by its code.
 """
 
 from __future__ import annotations
@@ -14,29 +15,21 @@ class ColonnadeError(Exception):
     """Base of every error Colonnade raises on purpose."""
 
     code: ClassVar[str] = "error"
-    status: ClassVar[int] = 500
     title: ClassVar[str] = "Colonnade error"
+    # True when the request is at fault (its SQL, input, credentials, pace); False when the
+    # server, its storage or its engines are. The API's 4xx/5xx split follows it (tested).
+    client_error: ClassVar[bool] = False
     # False for errors about the server's own files and settings: their detail names paths a
     # client must not see, so HTTP clients get the title and the server log gets the detail.
     public_detail: ClassVar[bool] = True
 
-    def __init__(self, detail: str, *, status: int | None = None, **extra: Any) -> None:
+    def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
         self.detail = detail
-        if status is not None:  # the same error can mean another status on another route
-            self.status = status  # type: ignore[misc]
         self.extra = {k: v for k, v in extra.items() if v is not None}
 
-    def to_problem(self) -> dict[str, Any]:
-        """The RFC 9457 body for this error."""
-        return {
-            "type": f"https://colonnade.dev/errors/{self.code}",
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-            "code": self.code,
-            **self.extra,
-        }
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code}: {self.detail!r}, {self.extra})"
 
 
 # --- configuration and storage -----------------------------------------------------------
@@ -44,14 +37,12 @@ class ColonnadeError(Exception):
 
 class ConfigError(ColonnadeError):
     code = "config_invalid"
-    status = 500
     title = "Invalid configuration"
     public_detail = False
 
 
 class DataDirError(ColonnadeError):
     code = "data_dir_invalid"
-    status = 500
     title = "Invalid data directory"
     public_detail = False
 
@@ -60,7 +51,6 @@ class AuthUnavailable(ColonnadeError):
     """The token store cannot be read: every request is refused (fail closed)."""
 
     code = "auth_unavailable"
-    status = 503
     title = "Authentication unavailable"
     public_detail = False
 
@@ -70,7 +60,6 @@ class StorageUnavailable(ColonnadeError):
     timeout. The detail (which names the bucket) goes to the server log, never a secret."""
 
     code = "storage_unavailable"
-    status = 503
     title = "Storage unavailable"
     public_detail = False
 
@@ -79,32 +68,31 @@ class AccessDenied(ColonnadeError):
     """Object storage refused the credentials, or the prefix is not theirs to read or write."""
 
     code = "access_denied"
-    status = 503
     title = "Storage access denied"
     public_detail = False
 
 
 class InvalidTableName(ColonnadeError):
     code = "invalid_table_name"
-    status = 400
+    client_error = True
     title = "Invalid table name"
 
 
 class TableNotFound(ColonnadeError):
     code = "table_not_found"
-    status = 400
+    client_error = True
     title = "Table not found"
 
 
 class TableReadOnly(ColonnadeError):
     code = "table_read_only"
-    status = 409
+    client_error = True
     title = "Table is read-only"
 
 
 class IngestError(ColonnadeError):
     code = "ingest_failed"
-    status = 400
+    client_error = True
     title = "Ingestion failed"
 
 
@@ -115,7 +103,6 @@ class SchemaMismatch(IngestError):
 
 class ConcurrentWrite(IngestError):
     code = "concurrent_write"
-    status = 409
     title = "Concurrent write"
 
 
@@ -152,7 +139,6 @@ class VersionUnavailable(IngestError):
     """A table version whose data files are gone (vacuumed): it can no longer be restored or read."""
 
     code = "version_unavailable"
-    status = 410
     title = "Version unavailable"
 
 
@@ -160,7 +146,6 @@ class TableBusy(IngestError):
     """Another Colonnade process holds the table's maintenance lock past the wait."""
 
     code = "table_busy"
-    status = 409
     title = "Table busy"
 
 
@@ -176,7 +161,7 @@ class ResultConsumed(ColonnadeError):
     """A streamed ``Result`` read a second time (the notebook API; never an HTTP answer)."""
 
     code = "result_consumed"
-    status = 409
+    client_error = True
     title = "Result already read"
 
 
@@ -184,7 +169,7 @@ class QueryError(ColonnadeError):
     """A query the client sent cannot run as written."""
 
     code = "query_error"
-    status = 400
+    client_error = True
     title = "Query error"
 
 
@@ -195,7 +180,6 @@ class SqlSyntaxError(QueryError):
 
 class StatementNotAllowed(QueryError):
     code = "statement_not_allowed"
-    status = 403
     title = "Statement not allowed"
 
 
@@ -216,7 +200,6 @@ class UnsupportedQuery(QueryError):
 
 class QueryTooLarge(QueryError):
     code = "query_too_large"
-    status = 413
     title = "Query too large"
 
 
@@ -234,13 +217,12 @@ class InvalidRequest(QueryError):
 
 class NotAcceptable(QueryError):
     code = "not_acceptable"
-    status = 406
     title = "Not acceptable"
 
 
 class QueryTimeout(QueryError):
     code = "query_timeout"
-    status = 504
+    client_error = False
     title = "Query timed out"
 
 
@@ -248,49 +230,46 @@ class RequestTimeout(ColonnadeError):
     """The client sent its request too slowly (headers or body past their deadline)."""
 
     code = "request_timeout"
-    status = 408
+    client_error = True
     title = "Request timeout"
 
 
 class QueryCancelled(QueryError):
     code = "query_cancelled"
-    status = 499
     title = "Query cancelled"
 
 
 class ResultTooLarge(QueryError):
     code = "result_too_large"
-    status = 413
     title = "Result too large"
 
 
 class ResourceExhausted(ColonnadeError):
     code = "resource_exhausted"
-    status = 503
     title = "Engine out of memory"
 
 
 class Overloaded(ColonnadeError):
     code = "overloaded"
-    status = 429
+    client_error = True
     title = "Too many queries"
 
 
 class Unauthorized(ColonnadeError):
     code = "unauthorized"
-    status = 401
+    client_error = True
     title = "Unauthorized"
 
 
 class Forbidden(ColonnadeError):
     code = "forbidden"
-    status = 403
+    client_error = True
     title = "Forbidden"
 
 
 class NotFound(ColonnadeError):
     code = "not_found"
-    status = 404
+    client_error = True
     title = "Not found"
 
 
@@ -298,7 +277,6 @@ class EngineError(ColonnadeError):
     """The engine failed in a way that is not the client's fault."""
 
     code = "engine_error"
-    status = 500
     title = "Engine error"
 
 

@@ -6,10 +6,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 import engine
 from engine.demo import create_demo
 from tests.breadth_data import corpus_tables, tpcds_parquet
+
+# No property test's verdict may depend on how busy the machine is: Hypothesis' per-example
+# deadline and its too-slow health check both measure wall-clock time, so neither applies here.
+settings.register_profile("colonnade", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("colonnade")
 
 TPCH_SCALE = 0.01
 TPCDS_SCALE = 0.01  # 24 tables, 100k rows in all: ~3 s to generate and ingest

@@ -103,7 +103,7 @@ def test_query_timeout_interrupts_duckdb(nb: engine.Database) -> None:
     with pytest.raises(QueryTimeout) as info:
         nb.sql(HEAVY, timeout_s=0.5).arrow()
     elapsed = time.perf_counter() - started
-    assert info.value.code == "query_timeout" and info.value.status == 504
+    assert info.value.code == "query_timeout" and not info.value.client_error
     assert elapsed < 5, f"the timeout took {elapsed:.1f} s to stop the query"
     started = time.perf_counter()
     assert nb.sql("SELECT count(*) FROM nation").fetchall() == [(25,)]

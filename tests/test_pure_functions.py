@@ -1,7 +1,8 @@
 """The pure functions the request path leans on, each held to a property over generated input
 (the end-to-end tests reach them only through a server): content negotiation, sizes, the
 ingest's safe widenings (checked against DuckDB's own casts), the result cache (against a
-model), and the /rows compiler (user text is only ever a bound parameter).
+model), the /rows compiler (user text is only ever a bound parameter), and the HTTP status of
+every engine error.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api.cache import ResultCache
+from api.problems import STATUS, problem_of, status_of
 from engine.config import parse_size
-from engine.errors import ColonnadeError, ConfigError, NotAcceptable
+from engine.errors import ERRORS_BY_CODE, ColonnadeError, ConfigError, NotAcceptable, from_problem
 from engine.formats import FORMATS, MEDIA_TYPES, negotiate
 from engine.ingest.plan import widens
 from engine.rest import compile_rest
@@ -45,7 +47,7 @@ def test_negotiate_answers_a_format_or_406_for_any_accept(ranges: list[tuple[str
     try:
         assert negotiate(None, accept_header(ranges)) in FORMATS
     except NotAcceptable as exc:
-        assert exc.status == 406
+        assert exc.code == "not_acceptable"
 
 
 @settings(max_examples=200, derandomize=True)
@@ -217,8 +219,31 @@ def test_rows_filters_bind_every_value_as_a_parameter(filters: list[tuple[str, s
     try:
         compiled = compile_rest("t", SCHEMA, [(column, f"{op}.{value}") for column, op, value in filters])
     except ColonnadeError as exc:
-        assert exc.status == 400, exc.to_problem()
+        assert exc.client_error, repr(exc)
         return
     plain = compile_rest("t", SCHEMA, [(column, f"{op}.1") for column, op, _ in filters])
     assert compiled.sql == plain.sql
     assert len(compiled.params) == len(filters)
+
+
+# -- error statuses ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", ERRORS_BY_CODE.values(), ids=list(ERRORS_BY_CODE))
+def test_every_error_has_a_status_that_agrees_with_whose_fault_it_is(cls: type[ColonnadeError]) -> None:
+    status = status_of(cls)
+    assert 400 <= status < 600, status
+    assert (status < 500) == cls.client_error, f"{cls.__name__}: {status} but client_error={cls.client_error}"
+
+
+def test_the_status_table_names_only_engine_errors_and_each_once() -> None:
+    assert all(issubclass(cls, ColonnadeError) for cls in STATUS)
+    assert ColonnadeError in STATUS  # so every class resolves
+
+
+@pytest.mark.parametrize("cls", ERRORS_BY_CODE.values(), ids=list(ERRORS_BY_CODE))
+def test_a_problem_turns_back_into_the_same_error(cls: type[ColonnadeError]) -> None:
+    """What the remote client raises for a server's problem+json body: class, detail, extras."""
+    error = cls("détail «x»", table="t", position=3)
+    again = from_problem(problem_of(error))
+    assert type(again) is cls and again.detail == error.detail and again.extra == error.extra
