@@ -374,16 +374,21 @@ def encode_ndjson(
 
 
 class _Drain(io.RawIOBase):
-    """A write-only sink whose contents are taken after each batch."""
+    """A write-only sink whose contents are taken after each batch.
 
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
+    ``keep_buffers``: keep the ``pa.Buffer`` objects a writer hands over instead of copying them
+    (they own their memory, and the join in ``take`` copies once). Only for the Arrow IPC
+    writer, whose buffers are the batches' own, immutable ones; other writers may reuse theirs."""
+
+    def __init__(self, *, keep_buffers: bool = False) -> None:
+        self._parts: list[Any] = []
+        self._keep = keep_buffers
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
-        self._parts.append(bytes(data))
+        self._parts.append(data if self._keep and isinstance(data, pa.Buffer) else bytes(data))
         return len(data)
 
     def take(self) -> bytes:
@@ -397,12 +402,13 @@ def _writer_stream(
     max_bytes: int | None,
     what: str,
     truncate: Callable[[pa.Table, int], tuple[bytes, int]] | None = None,
+    keep_buffers: bool = False,
 ) -> Iterator[bytes]:
     """One chunk per step; what the writer emits up front (a header, a schema) goes out with
     the first step, so an error in it is still a clean problem response. Past ``max_bytes``:
     ``truncate(step, room)`` gives the leading rows that fit and the stream ends with a marker
     line, or, without it, ResultTooLarge (a 413 when nothing was sent yet, else a cut stream)."""
-    sink = _Drain()
+    sink = _Drain(keep_buffers=keep_buffers)
     writer = make_writer(sink)
     pending = sink.take()
     sent = rows = 0
@@ -429,7 +435,7 @@ def _writer_stream(
 
 
 def encode_arrow(schema: pa.Schema, batches: Iterable[pa.RecordBatch], *, max_bytes: int | None) -> Iterator[bytes]:
-    return _writer_stream(lambda s: pa.ipc.new_stream(s, schema), steps(batches), max_bytes, "Arrow")
+    return _writer_stream(lambda s: pa.ipc.new_stream(s, schema), steps(batches), max_bytes, "Arrow", keep_buffers=True)
 
 
 def encode_parquet(schema: pa.Schema, batches: Iterable[pa.RecordBatch], *, max_bytes: int | None) -> Iterator[bytes]:

@@ -115,7 +115,7 @@ def run(db: engine.Database, sql: str, engine_name: str) -> list[tuple] | Colonn
     try:
         table = db.sql(sql, engine=engine_name).arrow()
     except ColonnadeError as exc:
-        assert exc.status < 500, f"{engine_name}: {type(exc).__name__}: {exc}\n{sql}"
+        assert exc.client_error, f"{engine_name}: {type(exc).__name__}: {exc}\n{sql}"
         return exc
     return [tuple(normal(v) for v in row.values()) for row in table.to_pylist()]
 

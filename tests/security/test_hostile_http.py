@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from api.problems import status_of
 from engine.errors import ERRORS_BY_CODE
 from tests.security import corpus
 from tests.security.sandbox import Sandbox, disk_state
@@ -45,7 +46,7 @@ def test_hostile_over_http(
         assert response.headers["content-type"].startswith("application/problem+json"), response.text[:300]
         problem = response.json()
         assert problem["code"] == block.expect, problem
-        assert response.status_code == ERRORS_BY_CODE[block.expect].status == problem["status"]
+        assert response.status_code == status_of(ERRORS_BY_CODE[block.expect]) == problem["status"]
         assert problem["detail"]
     assert not hostile_sandbox.leaks(response.content)
     assert hostile_sandbox.problems() == []
