@@ -103,13 +103,27 @@ def spark_db(tpch_dir: Path, spark_remote: str) -> Iterator[engine.Database]:
     database.close()
 
 
-# The longest files first: `make test` hands whole files to two processes (xdist, loadfile), and
-# a long file handed out last would run alone at the end.
+# How `make test` shares the work between its two processes (xdist, --dist loadgroup): each
+# test file is one unit (its module fixtures are built once), except that every test on Spark is
+# in one unit of its own, so one process starts the Spark server and warms its JIT, and the
+# other never does. The longest units go first: one handed out last would run alone at the end.
+SPARK_GROUP = "spark"
 LONGEST_FILES = ("tests/test_parity.py", "tests/test_column_names.py", "tests/test_types.py", "tests/objectstore/")
 
 
+def uses_spark(item: pytest.Item) -> bool:
+    return "spark_remote" in getattr(item, "fixturenames", ()) or item.get_closest_marker("spark") is not None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = SPARK_GROUP if uses_spark(item) else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
     def rank(item: pytest.Item) -> int:
+        if uses_spark(item):
+            return -1
         path = item.nodeid.split("::", 1)[0]
         return next((i for i, prefix in enumerate(LONGEST_FILES) if path.startswith(prefix)), len(LONGEST_FILES))
 
