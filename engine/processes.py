@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 
 
 def stop_process_group(proc: subprocess.Popen, timeout_s: float = 30) -> None:
@@ -30,3 +31,23 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def stop_detached_group(pid: int, timeout_s: float = 30) -> None:
+    """``stop_process_group`` for a group whose leader is not our child (the process that
+    started it has exited), or is: SIGTERM, SIGKILL past ``timeout_s``, reaped if it is ours."""
+
+    def gone() -> bool:
+        with contextlib.suppress(ChildProcessError):  # not our child: init reaps it
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        return not pid_alive(pid)
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if gone():
+                return
+            time.sleep(0.1)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,6 +15,7 @@ from hypothesis import HealthCheck, settings
 
 import engine
 from engine.demo import create_demo
+from engine.processes import stop_detached_group
 from tests.breadth_data import corpus_tables, tpcds_parquet
 
 # No property test's verdict may depend on how busy the machine is: Hypothesis' per-example
@@ -63,15 +69,41 @@ def db(tpch_dir: Path) -> Iterator[engine.Database]:
     database.close()
 
 
+# One Spark Connect server for the whole run, shared by `make test`'s processes (xdist): the
+# first test that needs it starts it, the others find it in SPARK_STATE (made by the run's main
+# process, handed to the workers in the environment), and the main process stops it at the end.
+# One JVM, started and warmed once, instead of one per process competing for the two cores.
+SPARK_STATE_ENV = "COLONNADE_TEST_SPARK_STATE"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the main process (also without xdist)
+        os.environ[SPARK_STATE_ENV] = tempfile.mkdtemp(prefix="colonnade-test-spark-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and (state := os.environ.pop(SPARK_STATE_ENV, None)):
+        server = Path(state) / "server.json"
+        if server.exists():
+            stop_detached_group(json.loads(server.read_text())["pid"])
+        shutil.rmtree(state, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def spark_remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A local Spark Connect server (local[2]) for the whole session, started on first use."""
-    from engine.backends.spark_local import local_connect_server
+def spark_remote() -> str:
+    """The run's Spark Connect server (local[2]), started on first use by whichever process."""
+    from engine.backends.spark_local import start_connect_server
     from tests.api.conftest import free_port
 
-    log = tmp_path_factory.mktemp("spark") / "spark-connect.log"
-    with local_connect_server(free_port(), log=log) as url:
-        yield url
+    state = Path(os.environ[SPARK_STATE_ENV])
+    with open(state / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one process starts it; the others wait, then read
+        server = state / "server.json"
+        if not server.exists():
+            port = free_port()
+            proc = start_connect_server(port, log=state / "spark-connect.log")
+            server.write_text(json.dumps({"url": f"sc://127.0.0.1:{port}", "pid": proc.pid}))
+        return str(json.loads(server.read_text())["url"])
 
 
 @pytest.fixture(scope="session")
@@ -103,27 +135,13 @@ def spark_db(tpch_dir: Path, spark_remote: str) -> Iterator[engine.Database]:
     database.close()
 
 
-# How `make test` shares the work between its two processes (xdist, --dist loadgroup): each
-# test file is one unit (its module fixtures are built once), except that every test on Spark is
-# in one unit of its own, so one process starts the Spark server and warms its JIT, and the
-# other never does. The longest units go first: one handed out last would run alone at the end.
-SPARK_GROUP = "spark"
+# The longest files first: `make test` hands whole files to two processes (xdist, loadfile), and
+# a long file handed out last would run alone at the end.
 LONGEST_FILES = ("tests/test_parity.py", "tests/test_column_names.py", "tests/test_types.py", "tests/objectstore/")
 
 
-def uses_spark(item: pytest.Item) -> bool:
-    return "spark_remote" in getattr(item, "fixturenames", ()) or item.get_closest_marker("spark") is not None
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        group = SPARK_GROUP if uses_spark(item) else item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group(group))
-
     def rank(item: pytest.Item) -> int:
-        if uses_spark(item):
-            return -1
         path = item.nodeid.split("::", 1)[0]
         return next((i for i, prefix in enumerate(LONGEST_FILES) if path.startswith(prefix)), len(LONGEST_FILES))
 

@@ -63,7 +63,7 @@ def case_params() -> list[Any]:
             if not runs_on(path, name):
                 continue
             expected = expected_error(case_id(path), name)
-            marks = [pytest.mark.spark] if name == "spark" else []
+            marks = []
             if expected:
                 error = ERRORS_BY_CODE[expected["raises"]]
                 marks.append(pytest.mark.xfail(raises=error, strict=True, reason=f"{name}: {expected['names']}"))
@@ -74,13 +74,7 @@ def case_params() -> list[Any]:
 def pair_params() -> list[Any]:
     """(case, duckdb, other) for every case both engines run: refusals are checked above."""
     return [
-        pytest.param(
-            path,
-            "duckdb",
-            other,
-            id=f"{case_id(path)}-duckdb-{other}",
-            marks=[pytest.mark.spark] if other == "spark" else [],
-        )
+        pytest.param(path, "duckdb", other, id=f"{case_id(path)}-duckdb-{other}")
         for path in CASES
         for other in ENGINES[1:]
         if runs_on(path, other)

@@ -57,23 +57,35 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-@contextlib.contextmanager
-def local_connect_server(port: int, *, log: Path | None = None, timeout_s: float = 120) -> Iterator[str]:
-    """Start a server, wait until it listens, yield its ``sc://`` URL, stop it afterwards."""
+def start_connect_server(port: int, *, log: Path | None = None, timeout_s: float = 120) -> subprocess.Popen:
+    """Start a server in its own process group and wait until it listens on ``port``."""
     env = {**os.environ, "SPARK_HOME": str(spark_home())}
-    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(command(port), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - the child holds it
+    try:
+        proc = subprocess.Popen(command(port), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    finally:
+        if log:
+            out.close()  # type: ignore[union-attr]
     try:
         deadline = time.monotonic() + timeout_s
         while not _listening(port):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise EngineError(f"the Spark Connect server did not start (exit {proc.poll()}); see {log}")
             time.sleep(0.5)
+    except BaseException:
+        stop_process_group(proc)
+        raise
+    return proc
+
+
+@contextlib.contextmanager
+def local_connect_server(port: int, *, log: Path | None = None, timeout_s: float = 120) -> Iterator[str]:
+    """Start a server, wait until it listens, yield its ``sc://`` URL, stop it afterwards."""
+    proc = start_connect_server(port, log=log, timeout_s=timeout_s)
+    try:
         yield f"sc://127.0.0.1:{port}"
     finally:
         stop_process_group(proc)
-        if log:
-            out.close()  # type: ignore[union-attr]
 
 
 def main() -> None:
