@@ -74,6 +74,11 @@ def db(tpch_dir: Path) -> Iterator[engine.Database]:
 # process, handed to the workers in the environment), and the main process stops it at the end.
 # One JVM, started and warmed once, instead of one per process competing for the two cores.
 SPARK_STATE_ENV = "COLONNADE_TEST_SPARK_STATE"
+# The tests' queries read a few thousand rows, where compiling generated Java for each query
+# and expression costs more than evaluating it: Spark's interpreted evaluators (its own test
+# suites run both) take a third off the Spark tests (41 TPC-H and parity queries, three passes:
+# 51, 25, 26 s with code generation; 40, 18, 16 s without). `make bench` keeps Spark's defaults.
+SPARK_TEST_CONF = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -101,7 +106,7 @@ def spark_remote() -> str:
         server = state / "server.json"
         if not server.exists():
             port = free_port()
-            proc = start_connect_server(port, log=state / "spark-connect.log")
+            proc = start_connect_server(port, log=state / "spark-connect.log", conf=SPARK_TEST_CONF)
             server.write_text(json.dumps({"url": f"sc://127.0.0.1:{port}", "pid": proc.pid}))
         return str(json.loads(server.read_text())["url"])
 

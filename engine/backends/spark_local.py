@@ -28,7 +28,8 @@ def spark_home() -> Path:
     return Path(pyspark.__file__).parent
 
 
-def command(port: int, *, cores: int = 2, driver_memory: str = "2g") -> list[str]:
+def command(port: int, *, cores: int = 2, driver_memory: str = "2g", conf: dict[str, str] | None = None) -> list[str]:
+    extra = [arg for key, value in (conf or {}).items() for arg in ("--conf", f"{key}={value}")]
     return [
         str(spark_home() / "bin" / "spark-submit"),
         "--class",
@@ -47,6 +48,7 @@ def command(port: int, *, cores: int = 2, driver_memory: str = "2g") -> list[str
         "spark.ui.enabled=false",
         "--conf",
         "spark.sql.shuffle.partitions=4",
+        *extra,
         "spark-internal",
     ]
 
@@ -57,12 +59,16 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def start_connect_server(port: int, *, log: Path | None = None, timeout_s: float = 120) -> subprocess.Popen:
+def start_connect_server(
+    port: int, *, log: Path | None = None, timeout_s: float = 120, conf: dict[str, str] | None = None
+) -> subprocess.Popen:
     """Start a server in its own process group and wait until it listens on ``port``."""
     env = {**os.environ, "SPARK_HOME": str(spark_home())}
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - the child holds it
     try:
-        proc = subprocess.Popen(command(port), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            command(port, conf=conf), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
     finally:
         if log:
             out.close()  # type: ignore[union-attr]
