@@ -59,7 +59,10 @@ def sql_literal(value: Any) -> str:
 def duckdb_type_name(arrow_type: pa.DataType) -> str:
     cursor = _con.cursor()
     try:
-        return str(cursor.from_arrow(pa.schema([("x", arrow_type)]).empty_table()).types[0])
+        # A reader, not an empty table: DuckDB imports pandas (0.3 s) to rule out a DataFrame
+        # when handed a pyarrow Table, in every process that names a type.
+        empty = pa.RecordBatchReader.from_batches(pa.schema([("x", arrow_type)]), [])
+        return str(cursor.from_arrow(empty).types[0])
     finally:
         cursor.close()
 

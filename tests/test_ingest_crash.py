@@ -107,21 +107,35 @@ def test_concurrent_writers_both_commit_or_one_fails_cleanly(table: Path) -> Non
 
 
 def test_readers_see_whole_versions_during_ingest(table: Path) -> None:
+    """Readers poll while a writer commits three times. The writer waits, after each commit,
+    until a reader has seen it (a file per commit), so the readers run across every commit
+    however fast the machine is, and never see a partial one."""
+    seen_dir = table / "seen"
+    seen_dir.mkdir()
     script = (
-        "import sys, engine\ndb = engine.Database(sys.argv[1])\nfor _ in range(3): db.ingest(sys.argv[2], table='t')\n"
+        "import os, sys, time, engine\n"
+        "db = engine.Database(sys.argv[1])\n"
+        "for k in (1, 2, 3):\n"
+        "    db.ingest(sys.argv[2], table='t')\n"
+        "    deadline = time.monotonic() + 120\n"
+        "    while not os.path.exists(os.path.join(sys.argv[3], str(k))):\n"
+        "        if time.monotonic() > deadline: sys.exit(3)\n"
+        "        time.sleep(0.01)\n"
     )
-    writer = subprocess.Popen([sys.executable, "-c", script, str(table / "data"), str(table / "batch.csv")], env=env())
+    args = [str(table / "data"), str(table / "batch.csv"), str(seen_dir)]
+    writer = subprocess.Popen([sys.executable, "-c", script, *args], env=env())
     valid = {BASE_ROWS + k * BATCH_ROWS for k in range(4)}
     seen = set()
     with engine.Database(table / "data") as db:
-        while writer.poll() is None or not seen:
+        while writer.poll() is None:
             for engine_name in ("duckdb", "polars"):
                 n = db.sql("SELECT count(*) FROM t", engine=engine_name).fetchall()[0][0]
                 assert n in valid, n  # a whole number of commits, never a partial one
                 seen.add(n)
+                (seen_dir / str((n - BASE_ROWS) // BATCH_ROWS)).touch()
         assert writer.wait(timeout=120) == 0
         assert db.sql("SELECT count(*) FROM t").fetchall() == [(BASE_ROWS + 3 * BATCH_ROWS,)]
-    assert len(seen) >= 2  # the reader really ran across commits
+    assert seen >= {BASE_ROWS + k * BATCH_ROWS for k in (1, 2, 3)}  # every commit, seen whole
 
 
 # -- vacuum racing ingests -----------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from engine.catalog import add_actions
 from engine.errors import BadRow, IngestError, PartitionMismatch
 from engine.ingest.duck import BATCH_ROWS, engine_error
 from engine.ingest.plan import Plan, plan_columns
@@ -323,7 +324,7 @@ class _Counter:
 
 def _files_and_sizes(location: TableLocation, version: int) -> tuple[list[str], list[int]]:
     dt = location.delta_table(version)
-    sizes = pa.table(dt.get_add_actions(flatten=True)).column("size_bytes").to_pylist()
+    sizes = add_actions(dt).column("size_bytes").to_pylist()
     return dt.file_uris(), [int(s) for s in sizes]
 
 

@@ -59,7 +59,7 @@ def plan_columns(con: Any, scan: Scan, src: Source, target: TableState, evolutio
         select = ", ".join(s.expr for s in incoming.values())
         return Plan(f"SELECT {select} FROM {scan.sql}", _arrow_schema(con, incoming), False)
     assert target.schema is not None
-    table_types = duck_types(con, target.schema)
+    table_types = duck_types(target.schema)
     exprs, problems = _cast_to_table(incoming, table_types, src, evolution)
     extra = [n for n in incoming if n not in table_types]
     if extra and evolution == "strict":

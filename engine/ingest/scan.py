@@ -88,7 +88,7 @@ def _csv(con: Any, src: Source, target: TableState, files: str, quarantine: bool
     _check_header(con, src, compression)
     dialect = ["header = true", *compression]
     opts = [*dialect, "store_rejects = true"]
-    types = _table_types(con, target)
+    types = _table_types(target)
     stamps = {n: t for n, t in types.items() if t in TIMESTAMP_KINDS}
 
     def read(forced: dict[str, str]) -> str:
@@ -148,7 +148,7 @@ def _ndjson(con: Any, src: Source, target: TableState, files: str, opts: list[st
             inferred = ndjson.infer(con, src.paths, src.compression)
     except Exception as exc:
         raise engine_error(exc, src) from None
-    table = _table_types(con, target)
+    table = _table_types(target)
     types = {name: table.get(name) or _json_type(typ) for name, typ in inferred.items()}
     checked = ndjson.checked(src.paths, src.compression, types)
     if quarantine:  # only good lines reach the table; the bad ones are collected by another pass
@@ -171,9 +171,9 @@ def _struct(types: dict[str, str]) -> str:
     return "{" + ", ".join(f"{quote_str(k)}: {quote_str(v)}" for k, v in types.items()) + "}"
 
 
-def _table_types(con: Any, target: TableState) -> dict[str, str]:
+def _table_types(target: TableState) -> dict[str, str]:
     """Parse text columns straight into the table's types, so a bad value is a bad row
     with a line number instead of a schema clash."""
     if not target.exists or target.schema is None:
         return {}
-    return duck_types(con, target.schema)
+    return duck_types(target.schema)

@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from engine.errors import SchemaMismatch, UnsupportedType
-from engine.sqltext import quote_ident, quote_str
+from engine.sqltext import duckdb_type_name, quote_ident, quote_str
 
 
 @dataclass(frozen=True)
@@ -213,10 +213,9 @@ def parse_timestamp(name: str, kind: str) -> Stored:
     )
 
 
-def duck_types(con: Any, schema: pa.Schema) -> dict[str, str]:
+def duck_types(schema: pa.Schema) -> dict[str, str]:
     """An Arrow schema in DuckDB's type names (DuckDB does the mapping itself)."""
-    rel = con.from_arrow(schema.empty_table())
-    return dict(zip(rel.columns, (str(t) for t in rel.types), strict=True))
+    return {field.name: duckdb_type_name(field.type) for field in schema}
 
 
 # -- Arrow inputs --------------------------------------------------------------------------
