@@ -371,7 +371,7 @@ class QueryService:
             if outcome != "ok":
                 running.cancel()
             self.ops.finish(
-                record, outcome, cache="miss", rows=running.result.rows if running.result else None, bytes=sent
+                record, outcome, cache="miss", rows=running.result_rows, bytes=sent
             )
             running.relayed = True
             self.pool.submit(running.cleanup)
@@ -404,7 +404,8 @@ class _RunningStream:
         self.relayed = False  # the response body ran (and its finally block cleans up)
         self.control = QueryControl(timeout_s)  # exists before the engine starts: cancel works at once
         record.cancel_engine = self.cancel
-        record.rows = lambda: self.result.rows if self.result is not None else None
+        self._final_rows: int | None = None  # the row count, kept once the result is released
+        record.rows = lambda: self.result_rows
 
     @property
     def prepared(self) -> PreparedQuery:
@@ -444,7 +445,7 @@ class _RunningStream:
 
     @property
     def result_rows(self) -> int | None:
-        return self.result.rows if self.result is not None else None
+        return self.result.rows if self.result is not None else self._final_rows
 
     def store(self) -> StoredResult | None:
         """Every chunk into the result store (a pool thread: file writes stay off the loop)."""
@@ -479,6 +480,12 @@ class _RunningStream:
                 self.chunks.close()  # type: ignore[attr-defined]
         if self.result is not None:
             self.result.close()
+        # The query record and this stream point at each other (cancel, row count): let go of
+        # the engine's result and the first chunk now, not when the cyclic GC next runs (a
+        # truncated 80 MB JSON answer held that way grew a worker by ~30 MB a query until then).
+        self._final_rows = self.result_rows
+        self.result, self.chunks, self.first = None, None, None
+        self.record.cancel_engine = None
         assert self.service.loop is not None
         self.service.loop.call_soon_threadsafe(self.service.release_slot)
 
