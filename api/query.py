@@ -370,9 +370,7 @@ class QueryService:
         finally:
             if outcome != "ok":
                 running.cancel()
-            self.ops.finish(
-                record, outcome, cache="miss", rows=running.result_rows, bytes=sent
-            )
+            self.ops.finish(record, outcome, cache="miss", rows=running.result_rows, bytes=sent)
             running.relayed = True
             self.pool.submit(running.cleanup)
 
