@@ -110,6 +110,9 @@ class QueryService:
         if prepared is not None and (answer := await self._answer(request, q, prepared, record, started)) is not None:
             return answer
         await self._acquire_slot(record)
+        # Out of the queue now, though the pool thread that validates or runs it may not have
+        # started yet: an operator listing queries must not see a slot holder as "queued".
+        record.state = "validating" if prepared is None else "running"
         running = await self._start(request, prepared, q, record)
         # New text was validated inside the slot, under the query's timeout (validation can be
         # as costly as a query): the cache may answer now.

@@ -106,11 +106,12 @@ def test_a_queued_query_can_be_cancelled(tmp_path: Path, mutable_dir: Path) -> N
     env = {"COLONNADE_LIMITS_MAX_CONCURRENT_QUERIES": "1"}
     with serve(mutable_dir, env=env) as server, ThreadPoolExecutor(2) as pool:
         first = pool.submit(httpx.post, f"{server.url}/api/sql", json={"sql": HEAVY, "timeout_s": 20}, timeout=120)
-        wait_for(lambda: httpx.get(f"{server.url}/api/queries").json()["queries"])
+        first_id = wait_for(lambda: httpx.get(f"{server.url}/api/queries").json()["queries"])[0]["id"]
         second = pool.submit(httpx.post, f"{server.url}/api/sql", json={"sql": "SELECT 2 AS two"}, timeout=120)
 
         def queued() -> dict | None:
-            found = [q for q in httpx.get(f"{server.url}/api/queries").json()["queries"] if q["state"] == "queued"]
+            listed = httpx.get(f"{server.url}/api/queries").json()["queries"]
+            found = [q for q in listed if q["state"] == "queued" and q["id"] != first_id]
             return found[0] if found else None
 
         query = wait_for(queued)
