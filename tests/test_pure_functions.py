@@ -247,3 +247,38 @@ def test_a_problem_turns_back_into_the_same_error(cls: type[ColonnadeError]) -> 
     error = cls("détail «x»", table="t", position=3)
     again = from_problem(problem_of(error))
     assert type(again) is cls and again.detail == error.detail and again.extra == error.extra
+
+
+# -- the Arrow encoder -------------------------------------------------------------------------
+
+ARROW_SAMPLE = pa.table(
+    {
+        "d": pa.array(["a", "b", "a", None] * 64).dictionary_encode(),
+        "l": pa.array([[1, 2], [], None, [3]] * 64, pa.list_(pa.int32())),
+        "s": pa.array(["x" * i + "é" for i in range(256)]),
+        "st": pa.array([{"k": i, "v": str(i)} for i in range(256)]),
+        "f": pa.array([float("inf"), -0.0, 1e308, None] * 64),
+        "b": pa.array([True, None, False, True] * 64),
+    }
+)
+
+
+@settings(max_examples=100, derandomize=True)
+@given(st.lists(st.tuples(st.integers(0, 255), st.integers(0, 256), st.integers(1, 300)), min_size=1, max_size=4))
+def test_the_arrow_encoder_keeps_buffers_without_changing_a_byte(parts: list[tuple[int, int, int]]) -> None:
+    """It keeps the IPC writer's buffers instead of copying them: the stream must be the same
+    bytes as the copying sink's, and read back whole after the batches it came from are gone."""
+    from engine import formats
+
+    batches = [b for start, n, size in parts for b in ARROW_SAMPLE.slice(start, n).to_batches(max_chunksize=size)]
+    expected = pa.Table.from_batches(batches, schema=ARROW_SAMPLE.schema)
+    schema = ARROW_SAMPLE.schema
+
+    copying = formats._writer_stream(
+        lambda s: pa.ipc.new_stream(s, schema), formats.steps(iter(batches)), None, "Arrow"
+    )
+    copied = b"".join(copying)
+    kept = list(formats.encode_arrow(schema, iter(list(batches)), max_bytes=None))
+    assert b"".join(kept) == copied
+    del batches
+    assert pa.ipc.open_stream(b"".join(kept)).read_all().to_pylist() == expected.to_pylist()
