@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -11,10 +14,33 @@ from typing import Any
 from api.metrics import MULTIPROC_ENV
 from api.operations import RUNTIME_DIR_ENV
 from engine.config import Settings, engine_resources
+from engine.processes import pid_alive
 
 # How uvicorn runs the app; bench/hello_app.py is served with the very same options.
 # No access log: every query has its own line in the query log (api/operations.py).
 UVICORN_OPTIONS: dict = {"log_level": "info", "access_log": False, "timeout_graceful_shutdown": 5}
+
+
+# The runtime directory's name starts with the pid of the server that made it (see run()).
+RUNTIME_DIR_PREFIX = "colonnade-run-"
+_OWNER = re.compile(re.escape(RUNTIME_DIR_PREFIX) + r"(\d+)-")
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that ``with`` blocks clean up on the way out."""
+
+
+def _unwind_on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def remove_abandoned_runtime_dirs() -> None:
+    """Remove the runtime directories of servers that no longer run (killed with SIGKILL, or
+    the machine stopped): their stored results would otherwise fill the temp directory."""
+    for path in Path(tempfile.gettempdir()).glob(f"{RUNTIME_DIR_PREFIX}*"):
+        owner = _OWNER.match(path.name)
+        if owner and not pid_alive(int(owner.group(1))):
+            shutil.rmtree(path, ignore_errors=True)  # another user's is not ours to remove
 
 
 def enable_tcp_nodelay() -> None:
@@ -77,18 +103,29 @@ def run(settings: Settings) -> None:
 
     Catalog.from_settings(settings)  # fail fast, with one clear line, on a bad data dir
     os.environ.update(worker_environment(settings))
-    # What workers share: the running-queries registry and the metrics (api/operations.py,
-    # api/metrics.py). Made before any worker starts, gone when the server stops.
-    with tempfile.TemporaryDirectory(prefix="colonnade-run-") as runtime:
-        (Path(runtime) / "metrics").mkdir()
-        os.environ[RUNTIME_DIR_ENV] = runtime
-        os.environ[MULTIPROC_ENV] = str(Path(runtime) / "metrics")
-        uvicorn.run(
-            "api.server:create_worker_app",
-            factory=True,
-            host=settings.server.host,
-            port=settings.server.port,
-            workers=settings.server.workers if settings.server.workers > 1 else None,
-            http="api.protocol:DeadlineHttpToolsProtocol",
-            **UVICORN_OPTIONS,
-        )
+    remove_abandoned_runtime_dirs()
+    # uvicorn, once it has shut down gracefully on SIGTERM, raises the signal again under the
+    # handler it found. Under the default one the process dies on the spot, before the runtime
+    # directory below (stored results, metrics) is removed; under this one the stack unwinds.
+    signal.signal(signal.SIGTERM, _unwind_on_sigterm)
+    try:
+        # What workers share: the running-queries registry, the metrics and the stored results
+        # (api/operations.py, api/metrics.py, api/results.py). Made before any worker starts,
+        # gone when the server stops; named after this process, so that after a kill -9 the
+        # next server can tell it was abandoned.
+        with tempfile.TemporaryDirectory(prefix=f"{RUNTIME_DIR_PREFIX}{os.getpid()}-") as runtime:
+            (Path(runtime) / "metrics").mkdir()
+            os.environ[RUNTIME_DIR_ENV] = runtime
+            os.environ[MULTIPROC_ENV] = str(Path(runtime) / "metrics")
+            uvicorn.run(
+                "api.server:create_worker_app",
+                factory=True,
+                host=settings.server.host,
+                port=settings.server.port,
+                workers=settings.server.workers if settings.server.workers > 1 else None,
+                http="api.protocol:DeadlineHttpToolsProtocol",
+                **UVICORN_OPTIONS,
+            )
+    except _Terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)  # end as a process stopped by SIGTERM does
