@@ -75,13 +75,19 @@ def check(db: engine.Database, names: list[str], other: str) -> None:
         assert_same_result(sql, expected, got)
 
 
+@pytest.fixture(scope="module")
+def polars_names_db(scratch: Path) -> Iterator[engine.Database]:
+    # One database for every example: each new one would start its own Polars workers.
+    with engine.Database(scratch / "polars", create=True) as db:
+        yield db
+
+
 @settings(
     max_examples=EXAMPLES, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(names=COLUMNS)
-def test_polars_reads_any_column_name_as_duckdb_does(scratch: Path, names: list[str]) -> None:
-    with engine.Database(scratch / "polars", create=True) as db:
-        check(db, names, "polars")
+def test_polars_reads_any_column_name_as_duckdb_does(polars_names_db: engine.Database, names: list[str]) -> None:
+    check(polars_names_db, names, "polars")
 
 
 @pytest.fixture(scope="module")

@@ -127,7 +127,11 @@ class WorkerConfig:
     translate: str  # "module:function" turning the child's exceptions into ColonnadeErrors
     memory_bytes: int  # RLIMIT_AS of each worker: virtual memory, so RSS can never pass it
     size: int  # at most this many workers at once
-    spares: int = 1  # started ahead, so a query rarely waits for an interpreter to start
+    # Idle workers kept started, so a query rarely waits for an interpreter: one from the start,
+    # and a replacement for each worker killed or recycled. Not topped up as a query takes one:
+    # a spare importing its engine beside that query takes its CPU (~1.3 s on 2 cores), and
+    # sequential queries reuse the worker they give back.
+    spares: int = 1
     recycle_bytes: int | None = None  # a worker holding more RSS than this after a query is replaced
     env: dict[str, str] = field(default_factory=dict)
     what: str = "worker"  # how errors name it, e.g. "the Polars worker"
@@ -277,7 +281,6 @@ class WorkerPool:
                     worker = Worker(self.config)
                 if worker is not None:
                     self._busy.add(worker)
-                    self._top_up()
                     return Lease(self, worker)
                 control.check()
                 self._cond.wait(0.05)
