@@ -14,7 +14,7 @@ import contextlib
 import json
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +55,58 @@ class QueryRequest:
     name: str | None = None  # what a download is called: the table of /rows; "query-<key>" else
 
 
+class Admission:
+    """``max_concurrent`` query slots and ``max_queued`` places to wait for one; past both, a
+    query is refused (Overloaded, 429).
+
+    Admission counts holders and waiters as one number, which changes only between awaits. It
+    once read the semaphore beside a waiters count, but a slot's new holder stays a waiter until
+    its coroutine resumes: a burst was then refused with queue places free (8 of 10 admitted
+    under load), and one arriving before the semaphore ran admitted more than the queue holds.
+    """
+
+    def __init__(self, max_concurrent: int, max_queued: int, report: Callable[[int, int], None]) -> None:
+        self.max_concurrent, self.max_queued = max_concurrent, max_queued
+        self.busy = 0
+        self.waiting = 0
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._report = report
+
+    async def enter(self, cancelled: asyncio.Event) -> None:
+        """Take a slot, waiting in the queue if need be; ``cancelled`` takes the query out of it."""
+        if self.busy + self.waiting >= self.max_concurrent + self.max_queued:
+            raise Overloaded(
+                f"{self.max_concurrent} queries are running and {self.waiting} are waiting; try again shortly",
+                retry_after=1,
+            )
+        self.waiting += 1
+        self._report(self.busy, self.waiting)
+        acquire = asyncio.ensure_future(self._slots.acquire())
+        stopped = asyncio.ensure_future(cancelled.wait())
+        acquired = False
+        try:
+            await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            acquired = acquire.done() and not acquire.cancelled() and not cancelled.is_set()
+        finally:  # also when the request itself is cancelled while it waits
+            self.waiting -= 1
+            stopped.cancel()
+            if not acquired:
+                if acquire.done() and not acquire.cancelled():
+                    self._slots.release()
+                else:
+                    acquire.cancel()
+            else:
+                self.busy += 1
+            self._report(self.busy, self.waiting)
+        if not acquired:
+            raise QueryCancelled("the query was cancelled while it waited for a slot")
+
+    def leave(self) -> None:
+        self.busy -= 1
+        self._slots.release()
+        self._report(self.busy, self.waiting)
+
+
 class QueryService:
     def __init__(self, db: Database, ops: Operations) -> None:
         self.db = db
@@ -68,9 +120,7 @@ class QueryService:
             ops.runtime_dir / "results" if ops.runtime_dir else None, db.settings.cache.result_store_bytes
         )
         self.answered = AnsweredRequests()
-        self._slots = asyncio.Semaphore(self.max_concurrent)
-        self._waiting = 0
-        self._busy = 0
+        self.admission = Admission(self.max_concurrent, self.max_queued, ops.metrics.slots)
         self.loop: asyncio.AbstractEventLoop | None = None  # set at startup
 
     def bind_loop(self) -> None:
@@ -274,40 +324,10 @@ class QueryService:
 
     async def _acquire_slot(self, record: QueryRecord) -> None:
         """Wait for a query slot; an operator's cancel takes the query out of the queue."""
-        if self._slots.locked() and self._waiting >= self.max_queued:
-            raise Overloaded(
-                f"{self.max_concurrent} queries are running and {self._waiting} are waiting; try again shortly",
-                retry_after=1,
-            )
-        self._waiting += 1
-        self._report_slots()
-        acquire = asyncio.ensure_future(self._slots.acquire())
-        cancelled = asyncio.ensure_future(record.cancelled.wait())
-        acquired = False
-        try:
-            await asyncio.wait({acquire, cancelled}, return_when=asyncio.FIRST_COMPLETED)
-            acquired = acquire.done() and not acquire.cancelled() and not record.cancelled.is_set()
-        finally:  # also when the request itself is cancelled while it waits
-            self._waiting -= 1
-            self._report_slots()
-            cancelled.cancel()
-            if not acquired:
-                if acquire.done() and not acquire.cancelled():
-                    self._slots.release()
-                else:
-                    acquire.cancel()
-        if not acquired:
-            raise QueryCancelled("the query was cancelled while it waited for a slot")
-        self._busy += 1
-        self._report_slots()
+        await self.admission.enter(record.cancelled)
 
     def release_slot(self) -> None:
-        self._busy -= 1
-        self._slots.release()
-        self._report_slots()
-
-    def _report_slots(self) -> None:
-        self.ops.metrics.slots(self._busy, self._waiting)
+        self.admission.leave()
 
     async def _start(
         self, request: Request, prepared: PreparedQuery | None, q: QueryRequest, record: QueryRecord

@@ -12,8 +12,11 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import engine
+from engine.backends.base import QueryControl
 from engine.demo import TPCH_TABLES
 from engine.errors import ColonnadeError, QueryCancelled, QueryTimeout, ResultConsumed, TableNotFound
 
@@ -136,6 +139,29 @@ def test_result_cancel_stops_duckdb_from_another_thread(nb: engine.Database) -> 
     assert outcome["error"].code == "query_cancelled"
     result.close()
     assert nb.sql("SELECT count(*) FROM region").fetchall() == [(5,)]
+
+
+@settings(max_examples=30, derandomize=True)
+@given(engine_name=st.sampled_from(ENGINES), delay_s=st.floats(0, 0.05))
+def test_a_cancel_at_any_moment_stops_the_query(nb: engine.Database, engine_name: str, delay_s: float) -> None:
+    """Whenever the cancel lands — before the engine runs the query (DuckDB then forgets an
+    interrupt as the query begins), while it binds, or while it runs — the query stops."""
+    control = QueryControl(timeout_s=120)
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["rows"] = nb.execute(HEAVY, engine=engine_name, control=control).arrow().num_rows
+        except ColonnadeError as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    time.sleep(delay_s)
+    control.cancel()
+    thread.join(20)  # the query runs ~30 s when nothing stops it
+    assert not thread.is_alive(), f"a cancel {delay_s * 1000:.1f} ms after the start was lost"
+    assert isinstance(outcome.get("error"), QueryCancelled), outcome
 
 
 def test_result_close_stops_a_stream(nb: engine.Database) -> None:

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from engine.prepared import PreparedQuery
 
 DEFAULT_BATCH_ROWS = 64 * 1024
+INTERRUPT_EVERY_S = 0.25
+INTERRUPT_FOR_S = 120
 
 
 class QueryControl:
@@ -26,6 +28,12 @@ class QueryControl:
 
     The backend registers how to interrupt its engine; the first ``cancel`` wins and records
     why, so the error raised in the query thread says timeout or cancel, not engine noise.
+
+    An engine drops an interrupt that reaches it before its query runs: DuckDB clears it as a
+    query begins, Spark's interruptTag stops only operations already on the server. The first
+    cancel is also the only one (a timeout after it does nothing). So a cancelled query is
+    interrupted again every INTERRUPT_EVERY_S until it ends (``finish``): one cancel that landed
+    while DuckDB was still binding once left a query running for two minutes past its timeout.
     """
 
     def __init__(self, timeout_s: float | None = None) -> None:
@@ -36,6 +44,7 @@ class QueryControl:
         self._interrupt: Callable[[], None] | None = None
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
+        self._finished = threading.Event()
         self.restart()
 
     def restart(self) -> None:
@@ -59,12 +68,25 @@ class QueryControl:
             if self.reason is not None:
                 return
             self.reason = reason
+        self._interrupt_once()
+        threading.Thread(target=self._interrupt_until_finished, daemon=True, name="interrupt").start()
+
+    def _interrupt_once(self) -> None:
+        with self._lock:
             interrupt = self._interrupt
         if interrupt is not None:
             with contextlib.suppress(Exception):  # the engine may have finished or closed already
                 interrupt()
 
+    def _interrupt_until_finished(self) -> None:
+        # Bounded: a result dropped unread is never finished, and its interrupt holds its handle.
+        for _ in range(int(INTERRUPT_FOR_S / INTERRUPT_EVERY_S)):
+            if self._finished.wait(INTERRUPT_EVERY_S):
+                return
+            self._interrupt_once()
+
     def finish(self) -> None:
+        self._finished.set()
         if self._timer is not None:
             self._timer.cancel()
 
