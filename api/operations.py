@@ -29,6 +29,7 @@ import msgspec
 
 from api.metrics import Metrics
 from api.priority import EnginePriority
+from engine.processes import pid_alive
 
 RUNTIME_DIR_ENV = "COLONNADE_RUNTIME_DIR"
 _encode = msgspec.json.Encoder().encode  # ~10x json.dumps on a log line
@@ -198,7 +199,7 @@ class Operations:
             pid = int(path.stem.split("-", 1)[1])
             if pid == self.pid:
                 continue
-            if not _alive(pid):
+            if not pid_alive(pid):
                 with contextlib.suppress(OSError):
                     path.unlink()
                 continue
@@ -238,13 +239,3 @@ class Operations:
     def _own_file(self) -> Path:
         assert self.dir is not None
         return self.dir / f"worker-{self.pid}.json"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
