@@ -49,6 +49,7 @@ class QueryControl:
 
     def restart(self) -> None:
         """(Re)start the timeout: on creation, and for a second engine after a refusal (auto)."""
+        self._finished.clear()  # the second engine's query is not finished
         if self._timer is not None:
             self._timer.cancel()
         if self.timeout_s is not None and self.timeout_s > 0:
