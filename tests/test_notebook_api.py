@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import engine
-from engine.backends.base import QueryControl
+from engine.backends.base import INTERRUPT_EVERY_S, QueryControl
 from engine.demo import TPCH_TABLES
 from engine.errors import ColonnadeError, QueryCancelled, QueryTimeout, ResultConsumed, TableNotFound
 
@@ -162,6 +162,31 @@ def test_a_cancel_at_any_moment_stops_the_query(nb: engine.Database, engine_name
     thread.join(20)  # the query runs ~30 s when nothing stops it
     assert not thread.is_alive(), f"a cancel {delay_s * 1000:.1f} ms after the start was lost"
     assert isinstance(outcome.get("error"), QueryCancelled), outcome
+
+
+def test_cancelled_queries_share_one_reinterrupting_thread() -> None:
+    """A burst of cancels starts no thread each; each query is interrupted again until it
+    finishes, then no more, and the thread ends when none is left."""
+    calls = [0] * 50
+    controls = [QueryControl() for _ in calls]
+    for i, control in enumerate(controls):
+        control.on_cancel(lambda i=i: calls.__setitem__(i, calls[i] + 1))
+    before = threading.active_count()
+    for control in controls:
+        control.cancel()
+    assert threading.active_count() <= before + 1
+    deadline = time.monotonic() + 30
+    while min(calls) < 3 and time.monotonic() < deadline:  # the cancel's own call, then repeats
+        time.sleep(0.05)
+    assert min(calls) >= 3, calls
+    for control in controls:
+        control.finish()
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() <= before
+    settled = list(calls)
+    time.sleep(3 * INTERRUPT_EVERY_S)
+    assert calls == settled  # a finished query is not interrupted again
 
 
 def test_result_close_stops_a_stream(nb: engine.Database) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -70,7 +71,7 @@ class QueryControl:
                 return
             self.reason = reason
         self._interrupt_once()
-        threading.Thread(target=self._interrupt_until_finished, daemon=True, name="interrupt").start()
+        _REINTERRUPTER.add(self)
 
     def _interrupt_once(self) -> None:
         with self._lock:
@@ -79,12 +80,9 @@ class QueryControl:
             with contextlib.suppress(Exception):  # the engine may have finished or closed already
                 interrupt()
 
-    def _interrupt_until_finished(self) -> None:
-        # Bounded: a result dropped unread is never finished, and its interrupt holds its handle.
-        for _ in range(int(INTERRUPT_FOR_S / INTERRUPT_EVERY_S)):
-            if self._finished.wait(INTERRUPT_EVERY_S):
-                return
-            self._interrupt_once()
+    @property
+    def finished(self) -> bool:
+        return self._finished.is_set()
 
     def finish(self) -> None:
         self._finished.set()
@@ -97,6 +95,41 @@ class QueryControl:
             raise QueryTimeout(f"the query ran past its {self.timeout_s:g} s timeout and was stopped")
         if self.reason is not None:
             raise QueryCancelled("the query was cancelled")
+
+
+class _Reinterrupter:
+    """One daemon thread for every cancelled query that has not ended: it interrupts each again
+    every INTERRUPT_EVERY_S, for at most INTERRUPT_FOR_S (a result dropped unread is never
+    finished, and its interrupt holds its handle). The thread ends when no query is left, and a
+    cancel starts it again; a burst of cancels costs no thread each."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._deadlines: dict[QueryControl, float] = {}
+        self._thread: threading.Thread | None = None
+
+    def add(self, control: QueryControl) -> None:
+        with self._lock:
+            self._deadlines[control] = time.monotonic() + INTERRUPT_FOR_S
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True, name="colonnade-reinterrupt")
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(INTERRUPT_EVERY_S)
+            with self._lock:
+                now = time.monotonic()
+                self._deadlines = {c: t for c, t in self._deadlines.items() if not c.finished and t > now}
+                if not self._deadlines:
+                    self._thread = None  # under the lock: an add() from now on starts a new one
+                    return
+                due = list(self._deadlines)
+            for control in due:
+                control._interrupt_once()
+
+
+_REINTERRUPTER = _Reinterrupter()
 
 
 class Execution:

@@ -4,6 +4,7 @@ bad input one stable error with nothing half-written."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import subprocess
 import sys
@@ -131,17 +132,22 @@ def test_bad_locations_are_one_stable_error(s3: S3Server, tmp_path: Path) -> Non
         (f"http://127.0.0.1:{dead}", "s3://any-bucket/lake"),
         (f"http://127.0.0.1:{silent.getsockname()[1]}", "s3://any-bucket/lake"),
     ]
-    for endpoint, uri in cases:
-        env = s3_env(s3, tmp_path / "local") | {
-            "COLONNADE_STORAGE_ENDPOINT_URL": endpoint,
-            "COLONNADE_STORAGE_REQUEST_TIMEOUT_S": "2",
-            "COLONNADE_STORAGE_MAX_RETRIES": "0",
-        }
-        with pytest.raises(StorageUnavailable):
-            engine.Database(uri, settings=s3_settings(s3, tmp_path / "local", **env))
-        for args in (("tables",), ("query", "SELECT 1"), ("ingest", str(tmp_path / "x.csv"), "--table", "t")):
-            (tmp_path / "x.csv").write_text("a\n1\n")
-            done = cli(env, *args, "--data", uri, timeout=60)
+    (tmp_path / "x.csv").write_text("a\n1\n")
+    commands = (("tables",), ("query", "SELECT 1"), ("ingest", str(tmp_path / "x.csv"), "--table", "t"))
+    runs = []
+    # The CLI calls run side by side: each waits out its own timeouts (the silent endpoint's 2 s).
+    with concurrent.futures.ThreadPoolExecutor(len(cases) * len(commands)) as pool:
+        for endpoint, uri in cases:
+            env = s3_env(s3, tmp_path / "local") | {
+                "COLONNADE_STORAGE_ENDPOINT_URL": endpoint,
+                "COLONNADE_STORAGE_REQUEST_TIMEOUT_S": "2",
+                "COLONNADE_STORAGE_MAX_RETRIES": "0",
+            }
+            runs += [pool.submit(cli, env, *args, "--data", uri, timeout=60) for args in commands]
+            with pytest.raises(StorageUnavailable):
+                engine.Database(uri, settings=s3_settings(s3, tmp_path / "local", **env))
+        for run in runs:
+            done = run.result()
             assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
             assert done.stderr.rstrip().endswith("[storage_unavailable]"), done.stderr
             assert SECRET not in done.stderr and "Traceback" not in done.stderr
