@@ -33,7 +33,10 @@ demo: install
 serve: demo
 	$(BIN)/colonnade serve --data $(DATA)
 
+# Byte-compiled once here: the suite starts ~500 Python processes (servers, CLI calls, engine
+# workers), and where PYTHONDONTWRITEBYTECODE is set each would compile the project's modules anew.
 test: install-test chromium
+	$(BIN)/python -m compileall -q engine api bench
 	$(BIN)/python -m pytest
 
 # The console's browser tests drive Debian's chromium (Playwright cannot download browsers here).
