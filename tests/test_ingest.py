@@ -54,8 +54,11 @@ def work(tmp_path: Path) -> Path:
         }
     )
     pacsv.write_csv(base, tmp_path / "in" / "base.csv")
-    done = cli("ingest", "in/base.csv", "--table", "t", "--partition-by", "year", "--data", "data", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr.decode()
+    # In this process: the CLI's own ingest is what the tests run, not their set-up (a process
+    # of its own per test cost ~1 s of CPU each).
+    (tmp_path / "data").mkdir()
+    with engine.connect(tmp_path / "data") as db:
+        db.ingest(str(tmp_path / "in" / "base.csv"), table="t", partition_by=["year"])
     return tmp_path
 
 
