@@ -6,11 +6,13 @@ bound parameter): quoted identifiers and strings, literals, and DuckDB's name fo
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
-from sqlglot import exp
+
+if TYPE_CHECKING:
+    from sqlglot import exp
 
 _con = duckdb.connect(config={"threads": 1})
 
@@ -73,4 +75,6 @@ def duckdb_types(schema: pa.Schema) -> dict[str, str]:
 
 
 def sql_type(arrow_type: pa.DataType) -> exp.DataType:
+    from sqlglot import exp  # here: the CLI's ingest and listing commands never parse SQL
+
     return exp.DataType.build(duckdb_type_name(arrow_type), dialect="duckdb")
