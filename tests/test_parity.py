@@ -205,10 +205,18 @@ def test_case_runs(run: Callable[[Path, str], pa.Table], path: Path, engine_name
     try:
         table = run(path, engine_name)
     except ColonnadeError as exc:
-        if expected:  # the pinned class is not enough: the code and the named construct must match
-            assert exc.code == expected["raises"], repr(exc)
-            assert expected["names"].lower() in exc.detail.lower(), exc.detail
-        raise
+        if not expected:
+            raise
+        # The pinned class is not enough: the code and the named construct must match.
+        assert exc.code == expected["raises"], repr(exc)
+        assert expected["names"].lower() in exc.detail.lower(), exc.detail
+        refused = exc.code
+    else:
+        refused = None
+    if refused is not None:
+        # Outside the except block: pytest renders an xfail's traceback, and the engine error's
+        # (through sqlglot and the engine, source parsed per frame) cost ~0.2 s of CPU per case.
+        pytest.xfail(f"{engine_name} refuses it as expected ({refused})")
     assert table.num_columns > 0
     if EXPECTATIONS.get(case_id(path), {}).get("empty"):
         assert table.num_rows == 0
