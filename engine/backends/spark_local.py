@@ -77,7 +77,7 @@ def start_connect_server(
         while not _listening(port):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise EngineError(f"the Spark Connect server did not start (exit {proc.poll()}); see {log}")
-            time.sleep(0.5)
+            time.sleep(0.1)  # a connect attempt on 127.0.0.1 costs nothing; the start is 5-10 s
     except BaseException:
         stop_process_group(proc)
         raise
