@@ -1,7 +1,7 @@
 """SQL text Colonnade writes itself, from trusted values (table and column names, paths,
 settings; never client input, which only ever reaches an engine through a parsed AST or as a
 bound parameter): quoted identifiers and strings, literals, and DuckDB's name for an Arrow type
-(DuckDB's own mapping, so the two never disagree)."""
+and back (DuckDB's own mappings, so the two never disagree)."""
 
 from __future__ import annotations
 
@@ -65,6 +65,17 @@ def duckdb_type_name(arrow_type: pa.DataType) -> str:
         # when handed a pyarrow Table, in every process that names a type.
         empty = pa.RecordBatchReader.from_batches(pa.schema([("x", arrow_type)]), [])
         return str(cursor.from_arrow(empty).types[0])
+    finally:
+        cursor.close()
+
+
+@functools.lru_cache(maxsize=1024)
+def arrow_type_of(duckdb_type: str) -> pa.DataType:
+    """The Arrow type DuckDB hands out for one of its types (HUGEINT → decimal128(38, 0) …);
+    ``duckdb_type`` is a name from DuckDB's own binder, never client text."""
+    cursor = _con.cursor()  # a connection per call cost ~15 ms: a new in-memory database each
+    try:
+        return cursor.sql(f"SELECT CAST(NULL AS {duckdb_type}) AS v").to_arrow_table().schema.field(0).type
     finally:
         cursor.close()
 

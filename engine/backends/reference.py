@@ -24,7 +24,7 @@ import pyarrow as pa
 from engine.catalog import TableSnapshot
 from engine.errors import UnsupportedQuery
 from engine.prepared import PreparedQuery
-from engine.sqltext import DUCKDB_LOCKDOWN
+from engine.sqltext import DUCKDB_LOCKDOWN, arrow_type_of
 
 
 def _key(snap: TableSnapshot) -> str:
@@ -102,13 +102,6 @@ def _binder() -> _Binder:
     return _Binder()
 
 
-@functools.cache
-def arrow_type(duckdb_type: str) -> pa.DataType:
-    """The Arrow type DuckDB hands out for one of its types (HUGEINT → decimal128(38, 0) …)."""
-    with duckdb.connect() as con:  # a trusted type name from DuckDB's own binder, no user text
-        return con.sql(f"SELECT CAST(NULL AS {duckdb_type}) AS v").to_arrow_table().schema.field(0).type
-
-
 def reference_schema(prepared: PreparedQuery) -> pa.Schema | None:
     """The schema the DuckDB engine gives the query: names and Arrow types (None for EXPLAIN,
     whose plan is each engine's own). A query DuckDB rejects raises DuckDB's error."""
@@ -122,7 +115,7 @@ def _bind(prepared: PreparedQuery) -> pa.Schema:
     for snap in prepared.tables.values():
         binder.table(snap)
     names, types = binder.bind(prepared.sql, prepared.params)
-    return pa.schema([pa.field(n, arrow_type(t)) for n, t in zip(names, types, strict=True)])
+    return pa.schema([pa.field(n, arrow_type_of(t)) for n, t in zip(names, types, strict=True)])
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
