@@ -77,13 +77,14 @@ def gone(pid: int) -> bool:
 
 
 def settle(server: Server, timeout_s: float = 60) -> None:
-    """Wait until the whole server (replacement workers included) is idle: < 0.3 s of CPU in 1 s."""
+    """Wait until the whole server (replacement workers included) is idle: < 30 % of a core
+    over half a second."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         pids = procstat.tree(server.process.pid)
         start = procstat.cpu_ticks(pids)
-        time.sleep(1.0)
-        if (procstat.cpu_ticks(pids) - start) / procstat.TICKS < 0.3:
+        time.sleep(0.5)
+        if (procstat.cpu_ticks(pids) - start) / procstat.TICKS < 0.15:
             return
     raise AssertionError("the server did not become idle")
 
