@@ -282,3 +282,90 @@ def test_the_arrow_encoder_keeps_buffers_without_changing_a_byte(parts: list[tup
     assert b"".join(kept) == copied
     del batches
     assert pa.ipc.open_stream(b"".join(kept)).read_all().to_pylist() == expected.to_pylist()
+
+
+# -- the query log and the metrics' flush --------------------------------------------------------
+
+
+@settings(max_examples=10, deadline=None)
+@given(bursts=st.lists(st.integers(0, 60), min_size=1, max_size=4))
+def test_the_query_log_writes_every_line_in_order_in_few_writes(bursts: list[int]) -> None:
+    """Lines queued as a server queues them — one per request, a fraction of a millisecond
+    apart — all reach stderr, in order, whole, by the time the log closes, in at most one write
+    per gathering window: the writer is not woken per line."""
+    import io
+    import json
+    import sys
+    import time
+
+    from api.operations import QueryLog
+
+    writes: list[str] = []
+
+    class Capture(io.StringIO):
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+    stderr, sys.stderr = sys.stderr, Capture()
+    bound = n = 0
+    try:
+        log = QueryLog()
+        for burst in bursts:
+            started = time.monotonic()
+            for _ in range(burst):
+                log.write({"n": n})
+                n += 1
+                time.sleep(0.0005)
+            # however slow the machine made the burst: one write per window it spanned, at most
+            bound += int((time.monotonic() - started) / QueryLog.GATHER_S) + 2
+            time.sleep(2 * QueryLog.GATHER_S)
+        log.close()
+    finally:
+        sys.stderr = stderr
+    lines = "".join(writes).splitlines()
+    assert [json.loads(line)["n"] for line in lines] == list(range(n))
+    assert len(writes) <= bound, (len(writes), bound)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    finished=st.lists(
+        st.tuples(
+            st.sampled_from(["duckdb", "polars"]),
+            st.sampled_from(["json", "csv"]),
+            st.sampled_from(["ok", "query_timeout"]),
+            st.integers(0, 5),
+            st.integers(0, 10_000),
+            st.sampled_from([None, "hit", "miss"]),
+        ),
+        max_size=40,
+    )
+)
+def test_a_metrics_flush_counts_every_query_once(finished: list[tuple]) -> None:
+    """Summing before the counters are touched loses nothing: every counter equals the model's."""
+    from api.metrics import Metrics
+
+    metrics = Metrics()  # without PROMETHEUS_MULTIPROC_DIR: a registry of its own
+    for engine, fmt, outcome, rows, sent, cache in finished:
+        line = {"ms": 1.0, "rows": rows, "bytes": sent, "cache": cache}
+        metrics.query_finished(engine, fmt, outcome, line)
+    metrics.flush()
+    assert metrics._registry is not None
+
+    def sample(name: str, **labels: str) -> float:
+        return metrics._registry.get_sample_value(name, labels) or 0.0
+
+    for engine in ("duckdb", "polars"):
+        mine = [f for f in finished if f[0] == engine]
+        for outcome in ("ok", "query_timeout"):
+            want = sum(1 for f in mine if f[2] == outcome)
+            assert sample("colonnade_queries_total", engine=engine, outcome=outcome) == want
+        assert sample("colonnade_result_rows_total", engine=engine) == sum(f[3] for f in mine)
+        for fmt in ("json", "csv"):
+            assert sample("colonnade_result_bytes_total", engine=engine, format=fmt) == sum(
+                f[4] for f in mine if f[1] == fmt
+            )
+        assert sample("colonnade_query_seconds_count", engine=engine) == len(mine)
+    for cache in ("hit", "miss"):
+        assert sample("colonnade_cache_requests_total", result=cache) == sum(1 for f in finished if f[5] == cache)
