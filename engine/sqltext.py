@@ -86,6 +86,6 @@ def duckdb_types(schema: pa.Schema) -> dict[str, str]:
 
 
 def sql_type(arrow_type: pa.DataType) -> exp.DataType:
-    from sqlglot import exp  # here: the CLI's ingest and listing commands never parse SQL
+    from sqlglot import exp  # here: `colonnade ingest` never parses SQL and need not load the parser
 
     return exp.DataType.build(duckdb_type_name(arrow_type), dialect="duckdb")
