@@ -10,16 +10,17 @@ import httpx
 from tests.api.conftest import serve
 
 # Never finishes: each run ends at its own timeout (a 504), so no verdict here depends on how
-# fast the machine is. Each holds both cores until then, so the timeout is no longer than the
-# checks need: the queued runs still hold their slots 4-8 s in, well after the 20 /health probes
-# (each < 0.5 s, or the test fails anyway).
+# fast the machine is. Each holds both cores until then, so the timeout is no longer than a test
+# needs: 4 s where only the statuses count, 6 s where the slots must still be busy after 20
+# /health probes (each < 0.5 s: 10 s at worst, and the queued runs hold their slots 6-12 s in).
 HEAVY = {"sql": "SELECT sum(hash(a.range * b.range)) FROM range(400000) a, range(400000) b", "timeout_s": 4}
 
 
 def test_health_answers_while_every_slot_is_busy(mutable_dir) -> None:
     env = {"COLONNADE_LIMITS_MAX_CONCURRENT_QUERIES": "2", "COLONNADE_LIMITS_MAX_QUEUED_QUERIES": "8"}
     with serve(mutable_dir, env=env) as server, ThreadPoolExecutor(4) as pool:
-        busy = [pool.submit(httpx.post, f"{server.url}/api/sql", json=HEAVY, timeout=120) for _ in range(4)]
+        heavy = {**HEAVY, "timeout_s": 6}
+        busy = [pool.submit(httpx.post, f"{server.url}/api/sql", json=heavy, timeout=120) for _ in range(4)]
         time.sleep(0.5)
         latencies = []
         for _ in range(20):
