@@ -121,3 +121,14 @@ def test_throughput_counts_the_share_of_each_query_inside_the_window() -> None:
     assert window_work(spans, 0.0, 10.0) == pytest.approx(2 + 0.5 + 10 / 15)
     assert window_work([(11.0, 12.0)], 0.0, 10.0) == 0.0
     assert window_work([(-1.0, 1.0)], 0.0, 10.0) == pytest.approx(0.5)
+
+
+def test_a_variant_names_its_workers_and_settings():
+    from bench.variants import parse_variant
+
+    assert parse_variant("1w:1") == ("1w", 1, {})
+    assert parse_variant("2w-slots:2:COLONNADE_LIMITS_MAX_CONCURRENT_QUERIES=2,X=a=b:c") == (
+        "2w-slots",
+        2,
+        {"COLONNADE_LIMITS_MAX_CONCURRENT_QUERIES": "2", "X": "a=b:c"},
+    )
