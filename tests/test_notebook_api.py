@@ -3,8 +3,10 @@ HTML rendering, timeouts that stop DuckDB, and cancellation through ``Result``."
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -187,6 +189,36 @@ def test_cancelled_queries_share_one_reinterrupting_thread() -> None:
     settled = list(calls)
     time.sleep(3 * INTERRUPT_EVERY_S)
     assert calls == settled  # a finished query is not interrupted again
+
+
+def test_query_timeouts_share_one_thread_and_fire_in_deadline_order() -> None:
+    """Many queries under a timeout start no thread each; a short deadline added behind long
+    ones still fires (the thread sleeps towards the earliest); a finished query, a restarted
+    query's old deadline and a query nobody holds any more are never timed out, and a deadline
+    does not keep its query alive. Nothing here depends on the machine's speed: the checks
+    wait for a later deadline to fire, and deadlines fire in order."""
+    QueryControl(60).finish()  # the shared thread exists from the first timed query on
+    before = threading.active_count()
+    long = [QueryControl(60) for _ in range(300)]
+    assert threading.active_count() <= before
+
+    finished = QueryControl(0.2)
+    finished.finish()
+    restarted = QueryControl(0.2)
+    restarted.timeout_s = 60
+    restarted.restart()  # its first deadline (0.2 s) no longer applies
+    dropped = weakref.ref(QueryControl(0.2))
+    gc.collect()
+    assert dropped() is None  # its deadline holds it weakly
+    short = QueryControl(0.4)  # behind 300 later deadlines: must wake the thread
+    deadline = time.monotonic() + 30
+    while short.reason is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert short.reason == "timeout"
+    assert finished.reason is None and restarted.reason is None  # their 0.2 s deadlines came first
+    assert all(c.reason is None for c in long)
+    for control in [*long, restarted]:
+        control.finish()
 
 
 def test_result_close_stops_a_stream(nb: engine.Database) -> None:

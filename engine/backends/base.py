@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import threading
 import time
 import weakref
@@ -44,19 +46,16 @@ class QueryControl:
         self.reason: str | None = None
         self._interrupt: Callable[[], None] | None = None
         self._lock = threading.Lock()
-        self._timer: threading.Timer | None = None
         self._finished = threading.Event()
+        self.generation = 0  # which start of the query a deadline belongs to
         self.restart()
 
     def restart(self) -> None:
         """(Re)start the timeout: on creation, and for a second engine after a refusal (auto)."""
         self._finished.clear()  # the second engine's query is not finished
-        if self._timer is not None:
-            self._timer.cancel()
+        self.generation += 1  # the previous deadline, if any, no longer applies
         if self.timeout_s is not None and self.timeout_s > 0:
-            self._timer = threading.Timer(self.timeout_s, self.cancel, args=("timeout",))
-            self._timer.daemon = True
-            self._timer.start()
+            _TIMEOUTS.add(self, self.timeout_s)
 
     def on_cancel(self, interrupt: Callable[[], None]) -> None:
         with self._lock:
@@ -85,9 +84,7 @@ class QueryControl:
         return self._finished.is_set()
 
     def finish(self) -> None:
-        self._finished.set()
-        if self._timer is not None:
-            self._timer.cancel()
+        self._finished.set()  # its deadline, when it comes, finds it finished
 
     def check(self) -> None:
         """Raise the cancellation error if the query was stopped."""
@@ -130,6 +127,70 @@ class _Reinterrupter:
 
 
 _REINTERRUPTER = _Reinterrupter()
+
+
+class _Timeouts:
+    """One daemon thread times out every query, sleeping towards the earliest deadline of a heap.
+
+    A thread per query (``threading.Timer``) cost each query a thread start and a wake-up at
+    its end: ~9 % of a worker's CPU on small queries (bench/NOTES.md §24). Here a query adds its
+    deadline and wakes the thread only when that deadline is the new earliest (with one timeout
+    for all queries: only when none was pending); a finished query costs nothing more. Entries
+    hold their query weakly (its interrupt holds the engine's cursor) and a query that finished
+    or restarted is skipped when its deadline comes; the heap is compacted when it doubles."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, weakref.ref[QueryControl], int]] = []
+        self._order = itertools.count()  # ties: first added, first due (and controls never compared)
+        self._compact_at = 1024
+        self._thread: threading.Thread | None = None
+
+    def add(self, control: QueryControl, seconds: float) -> None:
+        entry = (time.monotonic() + seconds, next(self._order), weakref.ref(control), control.generation)
+        with self._cond:
+            earliest = not self._heap or entry[0] < self._heap[0][0]
+            heapq.heappush(self._heap, entry)
+            if len(self._heap) >= self._compact_at:
+                self._heap = [e for e in self._heap if _pending(e) is not None]
+                heapq.heapify(self._heap)
+                self._compact_at = max(1024, 2 * len(self._heap))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True, name="colonnade-timeouts")
+                self._thread.start()
+            elif earliest:
+                self._cond.notify()
+
+    def pending(self) -> int:
+        """Deadlines of queries still running (for tests)."""
+        with self._cond:
+            return sum(_pending(e) is not None for e in self._heap)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                now = time.monotonic()
+                due = []
+                while self._heap and self._heap[0][0] <= now:
+                    due.append(heapq.heappop(self._heap))
+                if not due:
+                    self._cond.wait(self._heap[0][0] - now if self._heap else None)
+                    continue
+            for entry in due:  # outside the lock: an interrupt may take a while
+                control = _pending(entry)
+                if control is not None:
+                    control.cancel("timeout")
+
+
+def _pending(entry: tuple[float, int, weakref.ref[QueryControl], int]) -> QueryControl | None:
+    """The query of a deadline, unless it is gone, finished or started again since."""
+    control = entry[2]()
+    if control is None or control.finished or control.generation != entry[3]:
+        return None
+    return control
+
+
+_TIMEOUTS = _Timeouts()
 
 
 class Execution:
