@@ -161,11 +161,6 @@ class _Timeouts:
             elif earliest:
                 self._cond.notify()
 
-    def pending(self) -> int:
-        """Deadlines of queries still running (for tests)."""
-        with self._cond:
-            return sum(_pending(e) is not None for e in self._heap)
-
     def _run(self) -> None:
         while True:
             with self._cond:
