@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import engine
-from engine.backends.base import INTERRUPT_EVERY_S, QueryControl
+from engine.backends.base import INTERRUPT_EVERY_S, QueryControl, _Timeouts
 from engine.demo import TPCH_TABLES
 from engine.errors import ColonnadeError, QueryCancelled, QueryTimeout, ResultConsumed, TableNotFound
 
@@ -219,6 +219,53 @@ def test_query_timeouts_share_one_thread_and_fire_in_deadline_order() -> None:
     assert all(c.reason is None for c in long)
     for control in [*long, restarted]:
         control.finish()
+
+
+@settings(max_examples=15, derandomize=True)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 100), st.sampled_from(["running", "finished", "restarted", "dropped"])),
+        max_size=30,
+    )
+)
+def test_timeouts_fire_exactly_the_running_queries_in_deadline_order(queries: list[tuple[int, str]]) -> None:
+    """Model check of the shared timeout thread: deadlines added in any order fire in deadline
+    order (ties: first added first), and exactly for the queries still running under the start
+    the deadline was set for. Each query's state is settled before its deadline is added, and
+    the check waits for a sentinel due after every other deadline: no clock in the verdict."""
+    timeouts = _Timeouts()
+    fired: list[int] = []
+    controls = []
+    for i, (delay_ms, state) in enumerate(queries):
+        control = QueryControl()  # no timeout of its own: only `timeouts` may cancel it
+        # A cancelled query is interrupted again until it finishes: its first interrupt is the cancel.
+        control.on_cancel(lambda i=i: i in fired or fired.append(i))
+        if state == "finished":
+            control.finish()
+        if state == "restarted":  # a deadline for its previous start: it no longer applies
+            control.generation -= 1
+        timeouts.add(control, delay_ms / 1000)
+        if state == "restarted":
+            control.generation += 1
+        controls.append(control if state != "dropped" else None)
+        del control  # a dropped query is held by nothing but its deadline, which holds it weakly
+    gc.collect()
+    sentinel = QueryControl()
+    timeouts.add(sentinel, 0.15)
+    deadline = time.monotonic() + 30
+    while sentinel.reason is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert sentinel.reason == "timeout"
+    expected = [i for i, (_, state) in sorted(enumerate(queries), key=lambda q: (q[1][0], q[0])) if state == "running"]
+    assert fired == expected
+    assert all(
+        c.reason == ("timeout" if state == "running" else None)
+        for c, (_, state) in zip(controls, queries, strict=True)
+        if c
+    )
+    for control in [*controls, sentinel]:
+        if control is not None:
+            control.finish()  # no more re-interrupts
 
 
 def test_result_close_stops_a_stream(nb: engine.Database) -> None:
