@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import engine
-from engine.backends.base import INTERRUPT_EVERY_S, QueryControl, _Timeouts
+from engine.backends.base import _TIMEOUTS, INTERRUPT_EVERY_S, QueryControl, _Timeouts
 from engine.demo import TPCH_TABLES
 from engine.errors import ColonnadeError, QueryCancelled, QueryTimeout, ResultConsumed, TableNotFound
 
@@ -202,14 +202,15 @@ def test_query_timeouts_share_one_thread_and_fire_in_deadline_order() -> None:
     long = [QueryControl(60) for _ in range(300)]
     assert threading.active_count() <= before
 
-    finished = QueryControl(0.2)
-    finished.finish()
-    restarted = QueryControl(0.2)
-    restarted.timeout_s = 60
-    restarted.restart()  # its first deadline (0.2 s) no longer applies
-    dropped = weakref.ref(QueryControl(0.2))
-    gc.collect()
-    assert dropped() is None  # its deadline holds it weakly
+    with _TIMEOUTS._cond:  # no deadline fires while the queries are set up, however slow the machine
+        finished = QueryControl(0.2)
+        finished.finish()
+        restarted = QueryControl(0.2)
+        restarted.timeout_s = 60
+        restarted.restart()  # its first deadline (0.2 s) no longer applies
+        dropped = weakref.ref(QueryControl(0.2))
+        gc.collect()
+        assert dropped() is None  # its deadline holds it weakly
     short = QueryControl(0.4)  # behind 300 later deadlines: must wake the thread
     deadline = time.monotonic() + 30
     while short.reason is None and time.monotonic() < deadline:
@@ -231,33 +232,35 @@ def test_query_timeouts_share_one_thread_and_fire_in_deadline_order() -> None:
 def test_timeouts_fire_exactly_the_running_queries_in_deadline_order(queries: list[tuple[int, str]]) -> None:
     """Model check of the shared timeout thread: deadlines added in any order fire in deadline
     order (ties: first added first), and exactly for the queries still running under the start
-    the deadline was set for. Each query's state is settled before its deadline is added, and
-    the check waits for a sentinel due after every other deadline: no clock in the verdict."""
+    the deadline was set for. Nothing fires while the queries are set up (the test holds the
+    thread's lock), and the check waits for a sentinel due after every other deadline: no
+    clock in the verdict (a slow machine only moves the deadlines, and the model reads them)."""
     timeouts = _Timeouts()
     fired: list[int] = []
     controls = []
-    for i, (delay_ms, state) in enumerate(queries):
-        control = QueryControl()  # no timeout of its own: only `timeouts` may cancel it
-        # A cancelled query is interrupted again until it finishes: its first interrupt is the cancel.
-        control.on_cancel(lambda i=i: i in fired or fired.append(i))
-        if state == "finished":
-            control.finish()
-        if state == "restarted":  # a deadline for its previous start: it no longer applies
-            control.generation -= 1
-        timeouts.add(control, delay_ms / 1000)
-        if state == "restarted":
-            control.generation += 1
-        controls.append(control if state != "dropped" else None)
-        del control  # a dropped query is held by nothing but its deadline, which holds it weakly
-    gc.collect()
-    sentinel = QueryControl()
-    timeouts.add(sentinel, 0.15)
+    with timeouts._cond:  # nothing fires until every query is set up, however slow the machine
+        for i, (delay_ms, state) in enumerate(queries):
+            control = QueryControl()  # no timeout of its own: only `timeouts` may cancel it
+            # A cancelled query is interrupted again until it finishes: its first interrupt is the cancel.
+            control.on_cancel(lambda i=i: i in fired or fired.append(i))
+            if state == "finished":
+                control.finish()
+            timeouts.add(control, delay_ms / 1000)
+            if state == "restarted":  # started again: the deadline just added no longer applies
+                control.restart()
+            controls.append(control if state != "dropped" else None)
+            del control  # a dropped query is held by nothing but its deadline, which holds it weakly
+        gc.collect()
+        sentinel = QueryControl()
+        timeouts.add(sentinel, 0.15)
+        # Deadlines are absolute (added at different moments): the order they fall due in, by
+        # the order of adding (query i was added i-th), is what the firing must follow.
+        due_order = [order for _, order, _, _ in sorted(timeouts._heap) if order < len(queries)]
     deadline = time.monotonic() + 30
     while sentinel.reason is None and time.monotonic() < deadline:
         time.sleep(0.005)
     assert sentinel.reason == "timeout"
-    expected = [i for i, (_, state) in sorted(enumerate(queries), key=lambda q: (q[1][0], q[0])) if state == "running"]
-    assert fired == expected
+    assert fired == [i for i in due_order if queries[i][1] == "running"]
     assert all(
         c.reason == ("timeout" if state == "running" else None)
         for c, (_, state) in zip(controls, queries, strict=True)
